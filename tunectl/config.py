@@ -1,0 +1,168 @@
+"""TrainConfig: every hyperparameter by name, with its default and the reason for it.
+
+Flat and commented like nanoGPT's config: a search space, `--set key=value`, a
+`params.yaml` export and an Optuna trial's params all use these field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+from tunectl.errors import ConfigError
+
+MODELS = ("mlp", "cnn", "transfer")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+AUGMENTS = ("none", "light", "strong")
+ARCHS = ("tunectl", "resnet18", "mobilenet_v3_small")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- model -------------------------------------------------------------
+    model: str = "mlp"  # mlp | cnn | transfer; a ConvNet is the other architecture to try on images
+    depth: int = 2  # hidden dense layers; raise it (or width) when train error is far above human error
+    width: int = 128  # units per hidden layer; a bigger network is the first cure for high bias
+    activation: str = "relu"  # relu | leaky_relu (He init) | tanh | sigmoid (Xavier init)
+    dropout: float = 0.0  # raise it when dev error lags train error (high variance)
+    conv_layers: int = 2  # ConvNet blocks of conv + activation + 2x2 max-pool
+    filters: int = 16  # filters of the first conv block, doubled in each next block
+    kernel_size: int = 3  # odd, so that 'same' padding keeps the spatial size
+    # --- transfer learning ---------------------------------------------------
+    arch: str = "tunectl"  # body for --model transfer: a tunectl checkpoint, resnet18 or mobilenet_v3_small
+    init_from: str = ""  # checkpoint (tunectl model.pt, or torchvision weights) the body starts from
+    freeze: str = "none"  # none | body | all_but_last_N: what of the pretrained body stays fixed
+    body_lr_scale: float = 1.0  # lr multiplier for unfrozen body layers; < 1 keeps pretrained features
+    # --- optimization --------------------------------------------------------
+    optimizer: str = "adam"  # sgd | momentum | rmsprop | adam; Adam is the forgiving default
+    lr: float = 1e-3  # the most important hyperparameter: search it on a log scale
+    beta: float = 0.9  # momentum's (and RMSProp's) moving-average weight: averages ~1/(1-beta) steps
+    beta1: float = 0.9  # Adam's first-moment weight (momentum)
+    beta2: float = 0.999  # Adam's second-moment weight (RMSProp part)
+    eps: float = 1e-8  # Adam/RMSProp's guard against division by zero; rarely worth tuning
+    weight_decay: float = 0.0  # L2 regularization; raise it for high variance
+    batch_size: int = 64  # 1 = stochastic, 0 = the full batch, else a mini-batch (powers of two fit hardware)
+    epochs: int = 20  # the most epochs to run; train longer when dev error is still falling
+    patience: int = 0  # early stopping: stop after this many epochs without a better dev error (0 = off)
+    augment: str = "none"  # none | light | strong: image augmentation of training batches (variance cure)
+    seed: int = 0  # weights, dropout and batch order; same seed + same data = same result on CPU
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return from_dict(changes, base=self)
+
+
+FIELD_TYPES: dict[str, type] = get_type_hints(TrainConfig)
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def closest_field(name: str) -> str:
+    """A 'did you mean' hint for an unknown hyperparameter name."""
+    match = difflib.get_close_matches(name, FIELD_NAMES, n=1)
+    return f" (did you mean '{match[0]}'?)" if match else f" (known: {', '.join(FIELD_NAMES)})"
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a value (often a string from the command line or YAML) to the field's type."""
+    if name not in FIELD_TYPES:
+        raise ConfigError(f"unknown hyperparameter '{name}'{closest_field(name)}")
+    kind = FIELD_TYPES[name]
+    try:
+        if kind is bool:
+            raise TypeError  # no bool fields today; refuse rather than guess
+        if kind is int:
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            if isinstance(value, str):
+                as_float = float(value)  # accept '1e3' and '64.0'
+                if not as_float.is_integer():
+                    raise ValueError
+                return int(as_float)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)  # float('1e-4') works where YAML's reader gave up
+        if kind is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(
+            f"{name}: expected {kind.__name__}, got {value!r}; e.g. --set {name}={getattr(TrainConfig, name)}"
+        ) from None
+    return value
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    base = base or TrainConfig()
+    typed = {k: coerce(k, v) for k, v in values.items()}
+    return dataclasses.replace(base, **typed)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Parse repeated `--set key=value` into typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set lr=3e-4")
+        out[key] = coerce(key, value.strip())
+    return out
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse values no run could use, with the fix in the message."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if FIELD_TYPES[f.name] is float and not math.isfinite(value):
+            raise ConfigError(f"{f.name}: must be a finite number, got {value}")
+    _choice("model", cfg.model, MODELS)
+    _choice("activation", cfg.activation, ACTIVATIONS)
+    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    _choice("augment", cfg.augment, AUGMENTS)
+    _choice("arch", cfg.arch, ARCHS)
+    if cfg.freeze not in ("none", "body") and not (
+        cfg.freeze.startswith("all_but_last_") and cfg.freeze.removeprefix("all_but_last_").isdigit()
+    ):
+        raise ConfigError(f"freeze: {cfg.freeze!r} is not none, body or all_but_last_N (e.g. all_but_last_1)")
+    checks = [
+        (cfg.depth >= 0, "depth", "must be >= 0 (0 = no hidden layer: logistic/linear regression)"),
+        (cfg.width >= 1, "width", "must be >= 1"),
+        (0.0 <= cfg.dropout < 1.0, "dropout", "must be in [0, 1), e.g. 0.2"),
+        (cfg.conv_layers >= 1, "conv_layers", "must be >= 1"),
+        (cfg.filters >= 1, "filters", "must be >= 1"),
+        (cfg.kernel_size >= 1 and cfg.kernel_size % 2 == 1, "kernel_size", "must be odd (1, 3, 5, ...)"),
+        (cfg.body_lr_scale >= 0, "body_lr_scale", "must be >= 0"),
+        (cfg.lr > 0, "lr", "must be > 0, e.g. 1e-3"),
+        (0.0 <= cfg.beta < 1.0, "beta", "must be in [0, 1), e.g. 0.9"),
+        (0.0 <= cfg.beta1 < 1.0, "beta1", "must be in [0, 1), e.g. 0.9"),
+        (0.0 <= cfg.beta2 < 1.0, "beta2", "must be in [0, 1), e.g. 0.999"),
+        (cfg.eps > 0, "eps", "must be > 0, e.g. 1e-8"),
+        (cfg.weight_decay >= 0, "weight_decay", "must be >= 0"),
+        (cfg.batch_size >= 0, "batch_size", "must be >= 0 (1 = stochastic, 0 = full batch)"),
+        (cfg.epochs >= 1, "epochs", "must be >= 1"),
+        (cfg.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)"),
+    ]
+    for ok, name, fix in checks:
+        if not ok:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r}: {fix}")

@@ -1,0 +1,482 @@
+"""Data sets, task inference and the train/dev/test split.
+
+A data set is loaded once into memory as tensors (`Dataset`); `make_splits` cuts it
+into train/dev/test with a seeded, stratified split and returns `Splits`, which
+carries a manifest (seed, sizes, hash of each split's indices, hash of the data) so a
+later run can prove it used the same split. Scaling statistics come from the
+training examples only, so nothing about dev or test leaks into training.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunectl.errors import DataError
+
+EMBEDDED = {
+    "digits": "scikit-learn: 1,797 handwritten digits as 1x8x8 images, 10 classes",
+    "breast_cancer": "scikit-learn: 569 tumours, 30 features, binary",
+    "wine": "scikit-learn: 178 wines, 13 features, 3 classes",
+    "iris": "scikit-learn: 150 flowers, 4 features, 3 classes",
+    "diabetes": "scikit-learn: 442 patients, 10 features, regression (disease progression)",
+}
+TORCHVISION = {
+    "mnist": "torchvision: 70,000 handwritten digits, 1x28x28 (--data-dir, --download)",
+    "fashion_mnist": "torchvision: 70,000 clothing images, 1x28x28 (--data-dir, --download)",
+    "cifar10": "torchvision: 60,000 colour images, 3x32x32, 10 classes (--data-dir, --download)",
+}
+PREFIXED = {
+    "folder:DIR": "torchvision ImageFolder: one sub-folder per class (--image-size to resize)",
+    "csv:PATH": "a CSV file with a header row (--target COLUMN)",
+    "npz:PATH": "a NumPy .npz file with arrays x and y",
+}
+TASKS = ("binary", "multiclass", "regression")
+DEV_TEST_FRACTION = 0.2  # dev and test each get 20% of the examples ...
+DEV_TEST_CAP = 10_000  # ... but no more than 10,000 each, so a million examples split ~98/1/1
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data come from and how to read them: everything but the split."""
+
+    name: str = "digits"
+    data_dir: str = "data"
+    download: bool = False
+    target: str | None = None  # csv: the target column
+    task: str | None = None  # force binary | multiclass | regression
+    image_size: int | None = None  # folder: resize every image to this square size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "download"}
+
+
+@dataclass
+class Dataset:
+    x: torch.Tensor  # float32, N x features or N x C x H x W
+    y: torch.Tensor  # int64 class indices, or float32 regression targets
+    task: str
+    name: str
+    classes: list[str] = field(default_factory=list)
+    is_image: bool = False
+    flips_ok: bool = False  # may augmentation mirror the images? (not for digits)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Splits:
+    """Train/dev/test tensors (scaled with training statistics) and the split manifest."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_dev: torch.Tensor
+    y_dev: torch.Tensor
+    task: str
+    input_shape: tuple[int, ...]
+    out_dim: int  # 1 for binary and regression, k for k classes
+    manifest: dict[str, Any]
+    is_image: bool = False
+    flips_ok: bool = False
+    y_scale: float = 1.0  # regression: targets are standardized; errors are reported in the target's units
+    classes: list[str] = field(default_factory=list)
+    _test: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test split. Sealed (absent) while tuning: only `evaluate` may open it."""
+        if self._test is None:
+            raise RuntimeError("the test split is sealed: only `tunectl evaluate` looks at it")
+        return self._test
+
+    @property
+    def target_spread(self) -> float:
+        """Standard deviation of the training targets (regression), for relative thresholds."""
+        return self.y_scale
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_dataset(spec: DataSpec) -> Dataset:
+    name = spec.name
+    if name in EMBEDDED:
+        ds = _load_sklearn(name)
+    elif name in TORCHVISION:
+        ds = _load_torchvision(name, Path(spec.data_dir), spec.download)
+    elif name.startswith("folder:"):
+        ds = _load_folder(Path(name.removeprefix("folder:")), spec.image_size)
+    elif name.startswith("csv:"):
+        ds = _load_csv(Path(name.removeprefix("csv:")), spec.target)
+    elif name.startswith("npz:"):
+        ds = _load_npz(Path(name.removeprefix("npz:")))
+    else:
+        known = ", ".join([*EMBEDDED, *TORCHVISION, *PREFIXED])
+        raise DataError(f"unknown data set '{name}'; use one of: {known} (see `tunectl datasets`)")
+    if spec.task is not None:
+        ds = _force_task(ds, spec.task)
+    _check(ds)
+    return ds
+
+
+def _load_sklearn(name: str) -> Dataset:
+    from sklearn import datasets as skd
+
+    loader = {
+        "digits": skd.load_digits,
+        "breast_cancer": skd.load_breast_cancer,
+        "wine": skd.load_wine,
+        "iris": skd.load_iris,
+        "diabetes": skd.load_diabetes,
+    }[name]
+    bunch = loader()
+    if name == "digits":
+        x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # 1x8x8, pixels 0..16
+        return Dataset(x, torch.tensor(bunch.target), "multiclass", name, [str(c) for c in range(10)], True)
+    if name == "diabetes":
+        return Dataset(_f32(bunch.data), _f32(bunch.target), "regression", name)
+    classes = [str(c) for c in bunch.target_names]
+    task = "binary" if len(classes) == 2 else "multiclass"
+    return Dataset(_f32(bunch.data), torch.tensor(bunch.target), task, name, classes)
+
+
+def _f32(a: Any) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float32))
+
+
+class _Missing(Exception):
+    pass
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
+    from torchvision import datasets as tvd
+    from torchvision.datasets import mnist as tv_mnist
+
+    def part(train: bool):
+        if name == "cifar10":
+            return _CIFAR10(str(root), train=train, download=download)
+        cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+        return cls(str(root), train=train, download=download)
+
+    xs, ys, classes = [], [], None
+    for train in (True, False):
+        try:
+            d = part(train)
+        except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
+            if "not found" in str(e).lower() or "corrupted" in str(e).lower():
+                continue
+            raise DataError(f"{name}: cannot read {root}: {e}") from None
+        except OSError as e:
+            raise DataError(f"{name}: cannot download or read into {root}: {e}") from None
+        data = torch.as_tensor(np.asarray(d.data))
+        xs.append(data.permute(0, 3, 1, 2) if data.ndim == 4 else data.unsqueeze(1))
+        ys.append(torch.as_tensor(np.asarray(d.targets), dtype=torch.int64))
+        classes = list(d.classes)
+    if not xs and name != "cifar10":
+        # the raw idx files side by side (as the MNIST site ships them, gz or not)
+        for prefix in ("train", "t10k"):
+            img = _first_existing(root, f"{prefix}-images-idx3-ubyte")
+            lab = _first_existing(root, f"{prefix}-labels-idx1-ubyte")
+            if img and lab:
+                xs.append(tv_mnist.read_image_file(str(img)).unsqueeze(1))
+                ys.append(tv_mnist.read_label_file(str(lab)).to(torch.int64))
+        classes = list(tvd.MNIST.classes if name == "mnist" else tvd.FashionMNIST.classes)
+    if not xs:
+        raise DataError(f"{name}: no data in {root.resolve()}; pass --download to fetch it, or --data-dir DIR")
+    x = torch.cat(xs).to(torch.float32) / 255.0
+    return Dataset(x, torch.cat(ys), "multiclass", name, [str(c) for c in classes], True, name != "mnist")
+
+
+def _first_existing(root: Path, stem: str) -> Path | None:
+    for p in (root / stem, root / f"{stem}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _cifar_class():
+    from torchvision.datasets import CIFAR10
+
+    class TolerantCIFAR10(CIFAR10):
+        # torchvision checks each file's md5; we check that the files exist and let the
+        # real reader parse them, so a truncated file still fails loudly on reading,
+        # and the tests can use tiny files in the real pickle-batch format.
+        def _check_integrity(self) -> bool:
+            base = Path(self.root) / self.base_folder
+            return all((base / f).is_file() for f, _ in self.train_list + self.test_list)
+
+    return TolerantCIFAR10
+
+
+def _CIFAR10(root: str, train: bool, download: bool):
+    return _cifar_class()(root, train=train, download=download)
+
+
+def _load_folder(root: Path, image_size: int | None) -> Dataset:
+    from torchvision import datasets as tvd
+    from torchvision.transforms import v2
+
+    if not root.is_dir():
+        raise DataError(f"folder:{root}: no such folder; give a folder with one sub-folder per class")
+    steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if image_size:
+        steps.insert(0, v2.Resize((image_size, image_size), antialias=True))
+    try:
+        folder = tvd.ImageFolder(str(root), transform=v2.Compose(steps))
+    except (FileNotFoundError, OSError) as e:
+        raise DataError(f"folder:{root}: {e}") from None
+    images = [folder[i][0] for i in range(len(folder))]
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise DataError(
+            f"folder:{root}: images have mixed sizes {sorted(shapes)[:3]}; pass --image-size N to resize them"
+        )
+    x = torch.stack(images)
+    y = torch.tensor(folder.targets, dtype=torch.int64)
+    task = "binary" if len(folder.classes) == 2 else "multiclass"
+    return Dataset(x, y, task, f"folder:{root}", list(folder.classes), True, True)
+
+
+def _load_csv(path: Path, target: str | None) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"csv:{path}: no such file")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise DataError(f"csv:{path}: needs a header row and at least one data row")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if target is None:
+        raise DataError(f"csv:{path}: say which column to predict with --target COLUMN (columns: {', '.join(header)})")
+    if target not in header:
+        raise DataError(f"csv:{path}: no column '{target}'; --target must be one of: {', '.join(header)}")
+    t = header.index(target)
+    try:
+        feats = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body], dtype=np.float32)
+    except ValueError as e:
+        raise DataError(f"csv:{path}: feature columns must be numbers ({e}); encode them first") from None
+    labels = [r[t].strip() for r in body]
+    y, classes, task = _targets(np.array(labels, dtype=object))
+    return Dataset(torch.tensor(feats), y, task, f"csv:{path}", classes)
+
+
+def _load_npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"npz:{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z or "y" not in z:
+                raise DataError(f"npz:{path}: needs arrays named 'x' and 'y' (found: {', '.join(z.files)})")
+            x, y = z["x"], z["y"]
+    except (ValueError, OSError) as e:
+        raise DataError(f"npz:{path}: not a readable .npz file ({e})") from None
+    if len(x) != len(y):
+        raise DataError(f"npz:{path}: x has {len(x)} rows but y has {len(y)}; they must match")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"npz:{path}: x must be numeric, got {x.dtype}")
+    yt, classes, task = _targets(y)
+    is_image = x.ndim == 4
+    return Dataset(torch.tensor(x.astype(np.float32)), yt, task, f"npz:{path}", classes, is_image)
+
+
+def _targets(y: np.ndarray) -> tuple[torch.Tensor, list[str], str]:
+    """Infer the task from the targets: numbers with many distinct values are regression."""
+    y = np.asarray(y)
+    numeric = None
+    try:
+        numeric = y.astype(np.float64)
+    except (ValueError, TypeError):
+        pass
+    if numeric is not None:
+        if not np.all(np.isfinite(numeric)):
+            raise DataError("targets contain NaN or infinite values; drop or fill those rows")
+        values = np.unique(numeric)
+        integral = np.all(numeric == np.round(numeric))
+        if not integral or len(values) > max(20, int(0.05 * len(numeric))):
+            return torch.tensor(numeric, dtype=torch.float32), [], "regression"
+        labels = [str(int(v)) for v in values]
+        inverse = np.searchsorted(values, numeric)
+    else:
+        values, inverse = np.unique(y.astype(str), return_inverse=True)
+        labels = [str(v) for v in values]
+    return torch.tensor(inverse, dtype=torch.int64), labels, "binary" if len(labels) == 2 else "multiclass"
+
+
+def _force_task(ds: Dataset, task: str) -> Dataset:
+    if task not in TASKS:
+        raise DataError(f"--task {task!r}: use one of {', '.join(TASKS)}")
+    if task == ds.task:
+        return ds
+    if task == "regression":
+        y = ds.y.to(torch.float32) if not ds.classes else torch.tensor([float(c) for c in ds.classes])[ds.y]
+        return Dataset(ds.x, y, task, ds.name, [], ds.is_image, ds.flips_ok)
+    if ds.task == "regression":
+        y, classes, inferred = _targets(np.round(ds.y.numpy()).astype(np.int64).astype(str))
+    else:
+        y, classes, inferred = ds.y, ds.classes, ds.task
+    if task == "binary" and len(classes) != 2:
+        raise DataError(f"--task binary: the targets have {len(classes)} classes, not 2")
+    return Dataset(ds.x, y, task, ds.name, classes, ds.is_image, ds.flips_ok)
+
+
+def _check(ds: Dataset) -> None:
+    if len(ds.x) == 0:
+        raise DataError(f"{ds.name}: the data set is empty")
+    if not torch.isfinite(ds.x).all():
+        raise DataError(f"{ds.name}: features contain NaN or infinite values; drop or fill those rows")
+    if ds.task == "regression" and not torch.isfinite(ds.y).all():
+        raise DataError(f"{ds.name}: targets contain NaN or infinite values; drop or fill those rows")
+    if ds.task != "regression" and len(torch.unique(ds.y)) < 2:
+        raise DataError(f"{ds.name}: only one class in the targets; a classifier needs at least two")
+
+
+# ----------------------------------------------------------------------------- splitting
+
+
+def split_sizes(n: int, ratios: tuple[float, float, float] | None) -> tuple[int, int, int]:
+    if ratios is None:
+        dev = min(DEV_TEST_CAP, round(DEV_TEST_FRACTION * n))
+        test = dev
+    else:
+        dev, test = round(ratios[1] * n), round(ratios[2] * n)
+    return n - dev - test, dev, test
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p <= 0 for p in parts):
+        raise DataError(f"--split {text!r}: give three positive fractions train,dev,test, e.g. --split 0.8,0.1,0.1")
+    if abs(sum(parts) - 1.0) > 1e-6:
+        raise DataError(f"--split {text!r}: the fractions sum to {sum(parts):g}, not 1; e.g. --split 0.8,0.1,0.1")
+    return parts  # type: ignore[return-value]
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    from sklearn.model_selection import train_test_split
+
+    n = len(ds.y)
+    n_train, n_dev, n_test = split_sizes(n, ratios)
+    if min(n_train, n_dev, n_test) < 1:
+        raise DataError(f"{ds.name}: {n} examples are too few to split into train/dev/test; add data")
+    idx = np.arange(n)
+    labels = ds.y.numpy() if ds.task != "regression" else None
+    for stratify in ([labels, None] if labels is not None else [None]):
+        try:
+            rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=stratify)
+            strat_rest = stratify[rest] if stratify is not None else None
+            train, dev = train_test_split(rest, test_size=n_dev, random_state=seed + 1, stratify=strat_rest)
+            return np.sort(train), np.sort(dev), np.sort(test), stratify is not None
+        except ValueError:  # a class too rare to stratify on: fall back to a plain shuffle split
+            continue
+    raise DataError(f"{ds.name}: cannot split {n} examples as asked")
+
+
+def make_splits(
+    ds: Dataset,
+    ratios: tuple[float, float, float] | None = None,
+    seed: int = 0,
+    train_fraction: float = 1.0,
+    include_test: bool = False,
+    spec: DataSpec | None = None,
+) -> Splits:
+    """Split once, seeded and stratified; scale with training statistics only.
+
+    The test split is left out unless `include_test` (only `tunectl evaluate` asks).
+    """
+    if not 0.0 < train_fraction <= 1.0:
+        raise DataError(f"--train-fraction {train_fraction}: must be in (0, 1], e.g. 0.25")
+    train, dev, test, stratified = _split_indices(ds, ratios, seed)
+    manifest = {
+        "dataset": ds.name,
+        "spec": spec.to_dict() if spec else {"name": ds.name},
+        "seed": seed,
+        "ratios": list(ratios) if ratios else None,
+        "stratified": stratified,
+        "n_examples": len(ds.y),
+        "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
+        "hashes": {k: _digest(torch.from_numpy(v)) for k, v in (("train", train), ("dev", dev), ("test", test))},
+        "data_hash": _digest(ds.x) + _digest(ds.y),
+        "task": ds.task,
+    }
+    if train_fraction < 1.0:
+        rng = np.random.default_rng(seed)
+        keep = max(1, round(train_fraction * len(train)))
+        train = np.sort(rng.choice(train, size=keep, replace=False))
+        manifest["train_fraction"] = train_fraction
+        manifest["train_used"] = len(train)
+    x_tr, y_tr = ds.x[train], ds.y[train]
+    if ds.is_image:  # one mean/std per channel
+        dims = [0, *range(2, ds.x.ndim)]
+        mean, std = x_tr.mean(dim=dims, keepdim=True)[:1], x_tr.std(dim=dims, keepdim=True)[:1]
+    else:  # one mean/std per feature
+        mean, std = x_tr.mean(dim=0, keepdim=True), x_tr.std(dim=0, keepdim=True)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # NaN (one example) fails '>' too  # constant features stay as they are
+    scale = lambda x: (x - mean) / std  # noqa: E731
+    y_scale, y_mean = 1.0, 0.0
+    if ds.task == "regression":
+        y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) if len(y_tr) > 1 else 1.0
+        y_scale = y_scale if y_scale > 1e-12 else 1.0
+    ty = (lambda y: (y - y_mean) / y_scale) if ds.task == "regression" else (lambda y: y)
+    manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale}
+    out_dim = ds.n_classes if ds.task == "multiclass" else 1
+    return Splits(
+        scale(x_tr), ty(y_tr), scale(ds.x[dev]), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
+        manifest, ds.is_image, ds.flips_ok, y_scale, ds.classes,
+        (scale(ds.x[test]), ty(ds.y[test])) if include_test else None,
+    )
+
+
+def load_splits(spec: DataSpec, ratios=None, seed: int = 0, train_fraction: float = 1.0, include_test=False) -> Splits:
+    return make_splits(load_dataset(spec), ratios, seed, train_fraction, include_test, spec)
+
+
+def same_split(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Do two manifests describe the same data and the same split?"""
+    keys = ("data_hash", "hashes", "sizes", "seed")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def describe() -> list[tuple[str, str]]:
+    return [*EMBEDDED.items(), *TORCHVISION.items(), *PREFIXED.items()]
+
+
+def augmenter(level: str, input_shape: tuple[int, ...], flips_ok: bool):
+    """Training-batch augmentation with torchvision transforms v2, one random draw per image.
+
+    light: shifts (pad + random crop) and small rotations; strong: also scaling and
+    larger rotations. Horizontal flips only where the data allow them (not digits).
+    """
+    from torchvision.transforms import v2
+
+    size = tuple(input_shape[-2:])
+    pad = max(1, size[0] // 8)
+    steps = [v2.RandomCrop(size, padding=pad, padding_mode="edge")]
+    if level == "light":
+        steps.append(v2.RandomRotation(10))
+    else:
+        steps.append(v2.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.9, 1.1)))
+    if flips_ok:
+        steps.append(v2.RandomHorizontalFlip())
+    tf = v2.Compose(steps)
+    # v2 draws one set of random parameters per call, so a batch tensor would get the
+    # same shift for every image: apply it per image instead.
+    return lambda xb: torch.stack([tf(img) for img in xb])

@@ -1,0 +1,247 @@
+"""Models a practitioner reaches for: dense nets, ConvNets, and transfer from a checkpoint.
+
+Every model is `Net(body, head)`: the body turns inputs into features, the head maps
+features to the task's outputs (1 logit for binary, k logits for k classes, 1 value
+for regression; the loss in `train.py` supplies sigmoid/softmax). Keeping the two
+apart is what makes transfer learning a matter of swapping the head.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tunectl.config import TrainConfig, from_dict
+from tunectl.errors import ConfigError
+
+CHECKPOINT_FORMAT = "tunectl-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class Net(nn.Module):
+    def __init__(self, body: nn.Module, head: nn.Module, adapt: nn.Module | None = None):
+        super().__init__()
+        self.adapt = adapt or nn.Identity()
+        self.body = body
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.adapt(x)))
+
+
+def _activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(0.01), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}[name]
+
+
+def init_weights(module: nn.Module, activation: str) -> None:
+    """He init for ReLU-family layers (keeps activations' variance at depth), Xavier for tanh/sigmoid."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if activation in ("relu", "leaky_relu"):
+                nn.init.kaiming_normal_(m.weight, a=0.01 if activation == "leaky_relu" else 0.0, nonlinearity=activation)
+            else:
+                nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(activation))
+            nn.init.zeros_(m.bias)
+
+
+def _dense(n_in: int, cfg: TrainConfig) -> tuple[list[nn.Module], int]:
+    layers: list[nn.Module] = []
+    for _ in range(cfg.depth):
+        layers += [nn.Linear(n_in, cfg.width), _activation(cfg.activation)]
+        if cfg.dropout > 0:
+            layers.append(nn.Dropout(cfg.dropout))
+        n_in = cfg.width
+    return layers, n_in
+
+
+def _mlp_body(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    layers, n_out = _dense(math.prod(input_shape), cfg)
+    return nn.Sequential(nn.Flatten(), *layers), n_out
+
+
+def _cnn_body(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    if len(input_shape) != 3:
+        raise ConfigError(f"model=cnn needs image data (C x H x W); this data set has shape {input_shape}: use model=mlp")
+    c, h, w = input_shape
+    layers: list[nn.Module] = []
+    for i in range(cfg.conv_layers):
+        out = cfg.filters * 2**i
+        # 'same' padding keeps H x W, so only the pooling shrinks the image
+        layers += [nn.Conv2d(c, out, cfg.kernel_size, padding=cfg.kernel_size // 2), _activation(cfg.activation)]
+        if min(h, w) >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    dense, n_out = _dense(c * h * w, cfg)
+    return nn.Sequential(*layers, nn.Flatten(), *dense), n_out
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> Net:
+    """A fresh, initialised model for this config and data shape."""
+    if cfg.model == "transfer":
+        return _transfer(cfg, input_shape, out_dim)
+    body, n_features = (_cnn_body if cfg.model == "cnn" else _mlp_body)(cfg, input_shape)
+    head = nn.Linear(n_features, out_dim)
+    net = Net(body, head)
+    init_weights(body, cfg.activation)
+    nn.init.xavier_normal_(head.weight)  # the head is linear: Xavier with gain 1
+    nn.init.zeros_(head.bias)
+    return net
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint(model: Net, cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int, task: str,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to rebuild the model, as plain data that `weights_only` loading accepts."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": cfg.to_dict(),
+        "input_shape": list(input_shape),
+        "out_dim": out_dim,
+        "task": task,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # a transferred model's body is shaped by the model it came from
+        **({"source_config": model.source_config} if getattr(model, "source_config", None) else {}),
+        **(extra or {}),
+    }
+
+
+def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
+    """Write to a temporary file and rename: a kill mid-write never leaves a truncated model.pt."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a tunectl checkpoint safely: `weights_only=True` never runs pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint; give the model.pt of a tunectl run or export")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling refusal means "not ours"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: not a tunectl checkpoint, refused without unpickling ({first[:120]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path}: not a tunectl checkpoint (no '{CHECKPOINT_FORMAT}' marker); use a model.pt written by tunectl")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Net, TrainConfig]:
+    """Rebuild a saved model (structure from its config, weights from its state dict)."""
+    cfg = from_dict(ckpt["config"])
+    shape, out_dim = tuple(ckpt["input_shape"]), int(ckpt["out_dim"])
+    model = _transfer_shell(cfg, shape, out_dim, ckpt) if cfg.model == "transfer" else build_model(cfg, shape, out_dim)
+    model.load_state_dict(ckpt["state_dict"])
+    return model, cfg
+
+
+# ----------------------------------------------------------------------------- transfer learning
+
+
+class _Adapt(nn.Module):
+    """Make inputs fit a torchvision body: 1 channel -> 3, small images -> at least `size`."""
+
+    def __init__(self, channels: int, size: int):
+        super().__init__()
+        self.channels, self.size = channels, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        if min(x.shape[-2:]) < self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return x
+
+
+def _torchvision_body(arch: str) -> tuple[nn.Module, int]:
+    from torchvision import models as tvm
+
+    if arch == "resnet18":
+        net = tvm.resnet18(weights=None)
+        n = net.fc.in_features
+        net.fc = nn.Identity()
+        return net, n
+    net = tvm.mobilenet_v3_small(weights=None)
+    n = net.classifier[0].in_features
+    net.classifier = nn.Identity()
+    return net, n
+
+
+def _transfer_shell(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int, source: dict[str, Any]) -> Net:
+    """The transfer model's structure, built from the source checkpoint's description (no weights)."""
+    if cfg.arch == "tunectl":
+        src_cfg = from_dict(source.get("source_config", source["config"]))
+        body, n_features = (_cnn_body if src_cfg.model == "cnn" else _mlp_body)(src_cfg, input_shape)
+        adapt = None
+    else:
+        body, n_features = _torchvision_body(cfg.arch)
+        adapt = _Adapt(3, 32)
+    return Net(body, nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(n_features, out_dim)), adapt)
+
+
+def _transfer(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> Net:
+    if not cfg.init_from:
+        raise ConfigError("model=transfer needs a checkpoint: --init-from PATH (a tunectl model.pt or torchvision weights)")
+    if cfg.arch == "tunectl":
+        src = load_checkpoint(cfg.init_from)
+        if tuple(src["input_shape"]) != tuple(input_shape):
+            raise ConfigError(
+                f"{cfg.init_from}: trained on inputs of shape {tuple(src['input_shape'])}, this data set has "
+                f"{tuple(input_shape)}; transfer needs the same kind of input"
+            )
+        src_cfg = from_dict(src["config"])
+        if src_cfg.model == "transfer":  # a transferred model transfers again: its body is the source's
+            src = {**src, "config": src.get("source_config", src["config"])}
+        net = _transfer_shell(cfg, input_shape, out_dim, {"config": src["config"]})
+        net.source_config = src["config"]
+        body_state = {k.removeprefix("body."): v for k, v in src["state_dict"].items() if k.startswith("body.")}
+        net.body.load_state_dict(body_state)
+    else:
+        net = _transfer_shell(cfg, input_shape, out_dim, {})
+        try:
+            state = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"{cfg.init_from}: not a {cfg.arch} weights file ({str(e).splitlines()[0][:120]})") from None
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+        missing, _ = net.body.load_state_dict(state, strict=False)
+        if missing:
+            raise ConfigError(f"{cfg.init_from}: does not fit {cfg.arch} (missing {missing[0]}, ...); use that model's weights")
+    head = net.head[-1]
+    nn.init.xavier_normal_(head.weight)
+    nn.init.zeros_(head.bias)
+    _freeze(net, cfg.freeze)
+    return net
+
+
+def _freeze(net: Net, freeze: str) -> None:
+    if freeze == "none":
+        return
+    layers = [m for m in net.body.modules() if any(True for _ in m.parameters(recurse=False))]
+    keep = 0 if freeze == "body" else int(freeze.removeprefix("all_but_last_"))
+    for m in layers[: len(layers) - keep] if keep < len(layers) else []:
+        for p in m.parameters(recurse=False):
+            p.requires_grad_(False)
+
+
+def param_groups(net: Net, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: a transferred body may learn at `lr * body_lr_scale`."""
+    trainable = lambda ps: [p for p in ps if p.requires_grad]  # noqa: E731
+    if cfg.model != "transfer":
+        return [{"params": trainable(net.parameters())}]
+    groups = [{"params": trainable(net.head.parameters())}]
+    body = trainable(net.body.parameters())
+    if body:
+        groups.append({"params": body, "lr": cfg.lr * cfg.body_lr_scale})
+    return groups

@@ -1,0 +1,230 @@
+"""fit(): train one model and report each epoch through a callback.
+
+This module knows nothing of Optuna, Typer or rich: `tune.py` passes an `on_epoch`
+that reports to Optuna and decides about pruning; `tunectl train` passes one that
+draws a progress display. The loop keeps all data as tensors on the device, slices
+shuffled index batches, and accumulates losses on the device, so there is one
+host sync per epoch rather than one per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tunectl.config import TrainConfig
+from tunectl.data import Splits
+from tunectl.errors import ConfigError
+from tunectl.models import Net, build_model, checkpoint, param_groups
+
+# on_epoch(epoch, metrics) -> True to stop now (e.g. the pruner said so)
+OnEpoch = Callable[[int, dict[str, float]], Any]
+OnBatch = Callable[[int, int], Any]  # (batches done this epoch, batches per epoch)
+EVAL_BATCH = 4096  # evaluation needs no gradients, so large batches are cheap and fast
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU; TUNECTL_DEVICE or `name` overrides."""
+    name = name or os.environ.get("TUNECTL_DEVICE")
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class History:
+    config: TrainConfig
+    curve: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    status: str = "complete"  # complete | early_stopped | stopped | diverged
+    best_epoch: int = 0
+    train_error: float = math.nan  # at the best epoch, on the whole training split, eval mode
+    dev_error: float = math.nan  # the best dev error
+    seconds: float = 0.0
+    model: Net | None = None  # with the best epoch's weights
+    task: str = ""
+    input_shape: tuple[int, ...] = ()
+    out_dim: int = 1
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.curve)
+
+    def to_dict(self) -> dict[str, Any]:
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731  JSON has no NaN
+        return {
+            "status": self.status,
+            "train_error": clean(self.train_error),
+            "dev_error": clean(self.dev_error),
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs_run,
+            "seconds": round(self.seconds, 3),
+            "epoch_seconds": round(self.seconds / max(1, self.epochs_run), 4),
+            "history": [{k: clean(v) for k, v in row.items()} for row in self.curve],
+        }
+
+    def checkpoint(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.model is None:
+            raise ValueError("this run kept no model (it diverged in its first epoch)")
+        return checkpoint(self.model, self.config, self.input_shape, self.out_dim, self.task,
+                          {"best_epoch": self.best_epoch, "dev_error": self.dev_error, **(extra or {})})
+
+
+def make_optimizer(cfg: TrainConfig, model: Net) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    wd = cfg.weight_decay
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=wd)
+    if cfg.optimizer == "momentum":
+        # The textbook's exponentially weighted average v = beta*v + (1-beta)*dW: torch's
+        # SGD computes v = momentum*v + (1-dampening)*dW, so dampening=beta gives exactly
+        # that, and lr keeps its meaning when beta changes. (torch seeds v with dW itself
+        # on the first step, which is the bias-corrected start.)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.beta, dampening=cfg.beta, weight_decay=wd)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.beta, eps=cfg.eps, weight_decay=wd)
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=wd)
+
+
+def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if task == "multiclass":
+        return F.cross_entropy(out, y)  # softmax + cross-entropy, fused and stable
+    if task == "binary":
+        return F.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))  # sigmoid + BCE
+    return F.mse_loss(out.squeeze(1), y)  # linear output + MSE
+
+
+def _wrong(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per batch: the number misclassified, or the sum of squared errors for regression."""
+    if task == "multiclass":
+        return (out.argmax(1) != y).sum()
+    if task == "binary":
+        return ((out.squeeze(1) > 0).to(y.dtype) != y).sum()
+    return ((out.squeeze(1) - y) ** 2).sum()
+
+
+def _error(task: str, wrong: float, n: int, y_scale: float) -> float:
+    """Misclassification rate, or RMSE in the target's own units."""
+    return math.sqrt(wrong / n) * y_scale if task == "regression" else wrong / n
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_scale: float = 1.0,
+             device: torch.device | None = None) -> dict[str, float]:
+    """Loss and error of `model` on (x, y), in large batches, no gradients, one host sync."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    wrong = torch.zeros((), device=device)
+    for i in range(0, len(x), EVAL_BATCH):
+        xb, yb = x[i:i + EVAL_BATCH].to(device), y[i:i + EVAL_BATCH].to(device)
+        out = model(xb)
+        loss_sum += _loss(task, out, yb) * len(xb)
+        wrong += _wrong(task, out, yb)
+    loss, w = torch.stack([loss_sum, wrong.to(loss_sum.dtype)]).tolist()
+    n = max(1, len(x))
+    return {"loss": loss / n, "error": _error(task, w, n, y_scale)}
+
+
+def batch_size_for(cfg: TrainConfig, n_train: int) -> int:
+    if cfg.batch_size > n_train:
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} is larger than the training split ({n_train} examples); "
+            f"use a smaller batch or batch_size=0 for the full batch"
+        )
+    return n_train if cfg.batch_size == 0 else cfg.batch_size
+
+
+def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,
+        device: torch.device | str | None = None) -> History:
+    """Train one model on splits' train part; measure dev error each epoch; keep the best weights."""
+    device = torch.device(device) if device else pick_device()
+    torch.manual_seed(cfg.seed)  # weights and dropout
+    shuffle = torch.Generator().manual_seed(cfg.seed)  # batch order, on the CPU on every device
+    task, y_scale = splits.task, splits.y_scale
+    model = build_model(cfg, splits.input_shape, splits.out_dim).to(device)
+    opt = make_optimizer(cfg, model)
+    x, y = splits.x_train.to(device), splits.y_train.to(device)
+    x_dev, y_dev = splits.x_dev.to(device), splits.y_dev.to(device)
+    n = len(x)
+    bs = batch_size_for(cfg, n)
+    n_batches = math.ceil(n / bs)
+    augment = None
+    if cfg.augment != "none" and splits.is_image:
+        from tunectl.data import augmenter
+
+        augment = augmenter(cfg.augment, splits.input_shape, splits.flips_ok)
+
+    hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_dev, since_best = math.inf, 0
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device)
+        wrong = torch.zeros((), device=device)
+        for b in range(n_batches):
+            idx = perm[b * bs:(b + 1) * bs]
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb)
+            out = model(xb)
+            loss = _loss(task, out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # running sums stay on the device: no .item() per batch
+            loss_sum.add_(loss.detach(), alpha=len(idx))
+            wrong.add_(_wrong(task, out.detach(), yb))
+            if on_batch is not None:
+                on_batch(b + 1, n_batches)
+        train_loss, train_wrong = torch.stack([loss_sum, wrong.to(loss_sum.dtype)]).tolist()
+        if not (math.isfinite(train_loss) and math.isfinite(train_wrong)):
+            hist.status = "diverged"  # NaN/inf: nothing after this epoch can recover
+            hist.curve.append({"epoch": epoch, "train_loss": math.nan, "train_error": math.nan,
+                               "dev_loss": math.nan, "dev_error": math.nan, "seconds": time.perf_counter() - t0})
+            if on_epoch is not None:
+                on_epoch(epoch, hist.curve[-1])
+            break
+        dev = evaluate(model, x_dev, y_dev, task, y_scale, device)
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss / n,  # running average over the epoch, as most tools report it
+            "train_error": _error(task, train_wrong, n, y_scale),
+            "dev_loss": dev["loss"],
+            "dev_error": dev["error"],
+            "seconds": time.perf_counter() - t0,
+        }
+        hist.curve.append(row)
+        if dev["error"] < best_dev:
+            best_dev, since_best, hist.best_epoch = dev["error"], 0, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        if on_epoch is not None and on_epoch(epoch, row):
+            hist.status = "stopped"
+            break
+        if cfg.patience and since_best >= cfg.patience:
+            hist.status = "early_stopped"
+            break
+    hist.seconds = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        hist.model = model
+        hist.dev_error = best_dev
+        # train error of the kept weights on the whole training split, without dropout:
+        # the number that bias/variance analysis compares with dev error
+        hist.train_error = evaluate(model, x, y, task, y_scale, device)["error"]
+    return hist
