@@ -179,6 +179,113 @@ def train(
             stdout.print("[yellow]The loss became NaN or infinite: lower lr (e.g. --set lr=1e-4) or check the inputs' scale.[/]")
 
 
+StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: studies/<study>/study.db)")]
+RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the studies", envvar="TUNECTL_STUDIES")]
+
+
+@app.command()
+def tune(
+    space: Annotated[Path, typer.Option("--space", "-s", help="search-space YAML (see searchspaces/)")] = Path("searchspaces/quick.yaml"),
+    dataset: DatasetOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="override the space's model")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="study name (default: <dataset>-<space>)")] = None,
+    storage: StorageOpt = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="complete+pruned trials the study should reach")] = None,
+    timeout: Annotated[Optional[str], typer.Option("--timeout", help="stop after 90s, 30m, 8h, ...")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="worker processes on this machine")] = 1,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | grid | cmaes | qmc")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="hyperband | halving | median | none")] = "hyperband",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the sampler and of every trial's training")] = 0,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the study's train/dev/test split")] = 0,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="override the space's epochs per trial")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="transfer: checkpoint the body starts from")] = None,
+    heartbeat: Annotated[int, typer.Option("--heartbeat", help="seconds between heartbeats; a trial silent 3x as long is retried")] = 10,
+    root: RootOpt = Path("studies"),
+    data_dir: DataDirOpt = None,
+    target: TargetOpt = None,
+    task: TaskOpt = None,
+    split: SplitOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run (or resume) a study: many models side by side, the hopeless ones pruned."""
+    with handled():
+        import dataclasses
+
+        from tunectl import studies
+        from tunectl.report import TuneDisplay, leaderboard
+        from tunectl.space import load_space
+        from tunectl.tune import TuneSettings, importances, open_study, parse_timeout, run_study
+
+        sp = load_space(space)
+        if epochs is not None:
+            if epochs < 1:
+                fail(f"--epochs {epochs}: must be at least 1")
+            sp = dataclasses.replace(sp, epochs=epochs)
+        d = data_settings(dataset or sp.dataset, data_dir, target, task, split, image_size)
+        d["split_seed"] = split_seed
+        base = {}
+        if model:
+            base["model"] = model
+        if init_from:
+            base["init_from"] = str(init_from)
+        name = study or studies.safe_name(f"{d['dataset']}-{Path(space).stem}")
+        settings = TuneSettings(sp, d, name, storage, str(root), trials, parse_timeout(timeout), jobs, sampler,
+                                pruner, seed, heartbeat, base=base, device=device)
+        stdout, stderr = consoles(json_out)
+        with TuneDisplay(stderr, name, trials) as display:
+            summary = run_study(settings, on_progress=display.update)
+        if json_out:
+            return print_json(summary_json(summary))
+        if summary["interrupted"]:
+            stdout.print(f"[yellow]Stopped. Resume with the same command; the study is '{name}'.[/]")
+        leaderboard(stdout, summary, importances(open_study(name, storage, root)))
+
+
+def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("study", "storage", "dataset", "n_trials", "states", "best", "epochs_used", "epochs_saved", "interrupted",
+            "seconds")
+    out = {k: summary[k] for k in keys if k in summary}
+    out["leaderboard"] = [{k: v for k, v in r.items() if k not in ("curve", "config")} for r in summary["leaderboard"]]
+    return out
+
+
+@app.command("studies")
+def studies_cmd(storage: StorageOpt = None, root: RootOpt = Path("studies"), json_out: JsonOpt = False) -> None:
+    """List studies: data set, trials by state, best dev error, last activity."""
+    with handled():
+        from tunectl.report import studies_table
+        from tunectl.tune import list_studies
+
+        rows = list_studies(storage, root)
+        if json_out:
+            return print_json(rows)
+        studies_table(consoles(False)[0], rows)
+
+
+@app.command()
+def show(
+    study: Annotated[str, typer.Argument(help="study name")],
+    top: Annotated[int, typer.Option("--top", "-k", help="trials in the leaderboard")] = 10,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Leaderboard, best trial, counts by state, epochs saved by pruning, parameter importances."""
+    with handled():
+        from tunectl import studies
+        from tunectl.report import leaderboard
+        from tunectl.tune import importances, open_study, summarize
+
+        st = open_study(study, storage, root)
+        summary = summarize(st, storage or studies.default_storage_url(study, root), top=top)
+        imp = importances(st)
+        if json_out:
+            return print_json({**summary_json(summary), "importances": imp})
+        leaderboard(consoles(False)[0], summary, imp)
+
+
 def main() -> None:
     app()
 

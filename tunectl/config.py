@@ -87,6 +87,8 @@ def coerce(name: str, value: Any) -> Any:
                     raise ValueError
                 return int(value)
             if isinstance(value, str):
+                if name == "batch_size" and value.strip().lower() == "full":
+                    return 0  # the full batch
                 as_float = float(value)  # accept '1e3' and '64.0'
                 if not as_float.is_integer():
                     raise ValueError

@@ -10,8 +10,11 @@ training examples only, so nothing about dev or test leaks into training.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
+import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +162,6 @@ class _Missing(Exception):
 
 def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
     from torchvision import datasets as tvd
-    from torchvision.datasets import mnist as tv_mnist
 
     def part(train: bool):
         if name == "cifar10":
@@ -187,13 +189,28 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
             img = _first_existing(root, f"{prefix}-images-idx3-ubyte")
             lab = _first_existing(root, f"{prefix}-labels-idx1-ubyte")
             if img and lab:
-                xs.append(tv_mnist.read_image_file(str(img)).unsqueeze(1))
-                ys.append(tv_mnist.read_label_file(str(lab)).to(torch.int64))
+                xs.append(_read_idx(img, 3).unsqueeze(1))
+                ys.append(_read_idx(lab, 1).to(torch.int64))
         classes = list(tvd.MNIST.classes if name == "mnist" else tvd.FashionMNIST.classes)
     if not xs:
         raise DataError(f"{name}: no data in {root.resolve()}; pass --download to fetch it, or --data-dir DIR")
     x = torch.cat(xs).to(torch.float32) / 255.0
     return Dataset(x, torch.cat(ys), "multiclass", name, [str(c) for c in classes], True, name != "mnist")
+
+
+def _read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """A uint8 idx file (MNIST's format), gzipped or not. torchvision's reader opens
+    the file as is and fails on the .gz files the MNIST site ships."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e}); download it again") from None
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else 0
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=min(len(raw), 4 + 4 * ndim))
+    if magic != 0x0800 + ndim or data.size != math.prod(dims):
+        raise DataError(f"{path}: not a {ndim}-d uint8 idx file (or truncated); download it again")
+    return torch.from_numpy(data.copy()).reshape(dims)
 
 
 def _first_existing(root: Path, stem: str) -> Path | None:
@@ -213,6 +230,11 @@ def _cifar_class():
         def _check_integrity(self) -> bool:
             base = Path(self.root) / self.base_folder
             return all((base / f).is_file() for f, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:  # torchvision md5-checks batches.meta too
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     return TolerantCIFAR10
 
@@ -316,12 +338,17 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
     if task == ds.task:
         return ds
     if task == "regression":
-        y = ds.y.to(torch.float32) if not ds.classes else torch.tensor([float(c) for c in ds.classes])[ds.y]
+        try:
+            y = ds.y.to(torch.float32) if not ds.classes else torch.tensor([float(c) for c in ds.classes])[ds.y]
+        except ValueError:
+            raise DataError(f"--task regression: the targets are class names ({', '.join(ds.classes[:3])}, ...), "
+                            f"not numbers; drop --task or give numeric targets") from None
         return Dataset(ds.x, y, task, ds.name, [], ds.is_image, ds.flips_ok)
-    if ds.task == "regression":
-        y, classes, inferred = _targets(np.round(ds.y.numpy()).astype(np.int64).astype(str))
+    if ds.task == "regression":  # each (rounded) value becomes a class; _targets would call them regression again
+        values, inverse = np.unique(np.round(ds.y.numpy()).astype(np.int64), return_inverse=True)
+        y, classes = torch.tensor(inverse, dtype=torch.int64), [str(v) for v in values]
     else:
-        y, classes, inferred = ds.y, ds.classes, ds.task
+        y, classes = ds.y, ds.classes
     if task == "binary" and len(classes) != 2:
         raise DataError(f"--task binary: the targets have {len(classes)} classes, not 2")
     return Dataset(ds.x, y, task, ds.name, classes, ds.is_image, ds.flips_ok)

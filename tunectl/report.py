@@ -81,3 +81,98 @@ def datasets_table(console: Console, rows: list[tuple[str, str]]) -> None:
     for name, where in rows:
         t.add_row(name, where)
     console.print(t)
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class TuneDisplay:
+    """Live study progress: trials done / pruned / failed, best dev error, elapsed and remaining."""
+
+    def __init__(self, console: Console, study: str, target: int | None):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), console=console, transient=False,
+        )
+        self.task = self.progress.add_task(study, total=target, status="starting")
+
+    def __enter__(self) -> "TuneDisplay":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def update(self, p: dict[str, Any]) -> None:
+        st = p["states"]
+        status = (
+            f"complete {st['COMPLETE']}  pruned {st['PRUNED']}  failed {st['FAIL']}  running {st['RUNNING']}  "
+            f"best dev {fmt(p['best'])}  elapsed {_duration(p['elapsed'])}"
+            + (f"  left {_duration(p['remaining'])}" if p.get("remaining") is not None else "")
+        )
+        self.progress.update(self.task, completed=p["done"], status=status)
+
+
+def _params_text(params: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={fmt(v, 4) if isinstance(v, float) else v}" for k, v in (params or {}).items())
+
+
+def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str, float] | None = None,
+                verdicts: dict[int, str] | None = None) -> None:
+    """`tunectl show`: counts by state, epochs saved, the leaderboard, the best trial, importances."""
+    st = summary["states"]
+    console.print(
+        f"[bold]{summary['study']}[/]  data {summary.get('dataset') or '-'}  trials {summary['n_trials']}: "
+        f"complete {st['COMPLETE']}, pruned {st['PRUNED']}, failed {st['FAIL']}, running {st['RUNNING']}"
+    )
+    if summary.get("max_epochs"):
+        console.print(
+            f"epochs trained {summary['epochs_used']}; pruning saved {summary['epochs_saved']} "
+            f"(a trial may run {summary['max_epochs']})"
+        )
+    board = summary.get("leaderboard") or []
+    if not board:
+        console.print("[yellow]No complete trial yet.[/]")
+        return
+    t = Table(title="Leaderboard (dev error, lower is better)", title_justify="left")
+    for col in ("#", "trial", "dev error", "train error", "epochs", *(["diagnosis"] if verdicts else []), "params"):
+        t.add_column(col, overflow="fold")
+    for i, r in enumerate(board, 1):
+        row = [str(i), str(r["number"]), fmt(r["dev_error"]), fmt(r["train_error"]), str(r["epochs"])]
+        if verdicts:
+            row.append(verdicts.get(r["number"], "-"))
+        t.add_row(*row, _params_text(r["params"]))
+    console.print(t)
+    b = summary["best"]
+    console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt(b['dev_error'])}, train error "
+                  f"{fmt(b['train_error'])}, best epoch {b.get('best_epoch')}; {_params_text(b['params'])}")
+    if importances:
+        it = Table(title="Parameter importances (fANOVA)", title_justify="left")
+        it.add_column("param")
+        it.add_column("importance")
+        it.add_column("")
+        for k, v in importances.items():
+            it.add_row(k, f"{v:.3f}", "█" * max(1, round(v * 30)))
+        console.print(it)
+
+
+def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("No studies yet: start one with `tunectl tune`.")
+        return
+    t = Table(title="Studies", title_justify="left")
+    for col in ("study", "data set", "complete", "pruned", "failed", "running", "best dev error", "last activity"):
+        t.add_column(col)
+    for r in rows:
+        s = r["states"]
+        t.add_row(r["study"], r.get("dataset") or "-", str(s["COMPLETE"]), str(s["PRUNED"]), str(s["FAIL"]),
+                  str(s["RUNNING"]), fmt(r["best_dev_error"]), (r.get("last_activity") or "-")[:19])
+    console.print(t)

@@ -78,3 +78,124 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- study folders and storages
+
+ROOT = Path("studies")  # default home of studies, relative to where tunectl runs
+DEFAULT_HEARTBEAT = 10  # seconds; a trial silent for 3x this is failed and retried once
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe study name: csv:/data/x.csv -> csv-x."""
+    kind, sep, rest = text.partition(":")
+    if sep:  # keep the source kind, drop the folders: csv:/data/x.csv -> csv-x
+        rest = rest.rstrip("/").split("/")[-1]
+        text = f"{kind}-{rest.rsplit('.', 1)[0] if rest.endswith(('.csv', '.npz')) else rest}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("._") or "study"
+
+
+def study_dir(name: str, root: Path = ROOT) -> Path:
+    return Path(root) / safe_name(name)
+
+
+def default_storage_url(name: str, root: Path = ROOT) -> str:
+    return f"sqlite:///{(study_dir(name, root) / 'study.db').resolve()}"
+
+
+def mask_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db: never print a password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def mask_text(text: str, url: str | None) -> str:
+    """Remove the password of `url` from any message (drivers like to quote the URL)."""
+    from urllib.parse import unquote, urlsplit
+
+    if not url:
+        return text
+    pw = urlsplit(url).password
+    if pw:
+        text = text.replace(url, mask_url(url)).replace(pw, "***").replace(unquote(pw), "***")
+    return text
+
+
+SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql")
+
+
+def check_url(url: str) -> None:
+    from tunectl.errors import StudyError
+
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise StudyError(
+            f"--storage {mask_url(url)!r}: unknown storage scheme {scheme or '(none)'!r}; use sqlite:///PATH.db "
+            f"or postgresql://USER:PASS@HOST:PORT/DB"
+        )
+
+
+def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bool = True):
+    """An Optuna RDBStorage with heartbeats on, and a retry of trials whose worker died.
+
+    Why RDB and not the journal file: in Optuna 5 only RDBStorage implements heartbeats,
+    and a killed worker's trial must be failed and retried. SQLite waits up to 60 s for
+    a lock (WAL mode, set at creation), which holds for several local workers.
+    """
+    import inspect
+    import sqlite3
+    import warnings
+
+    import optuna
+    import sqlalchemy.exc
+    from tunectl.errors import StudyError
+
+    check_url(url)
+    kwargs: dict = {}
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists() and not create:
+            raise StudyError(f"no study storage at {path}; run `tunectl tune` first or check --storage")
+        if path.exists():
+            _check_sqlite(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(path) as con:  # WAL: readers never block the writer
+                con.execute("PRAGMA journal_mode=WAL")
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are 'experimental' in Optuna
+            if heartbeat:
+                # the retry callback was renamed in Optuna 4.9; use whichever is installed
+                retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+                    optuna.storages.RetryFailedTrialCallback
+                name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in inspect.signature(
+                    optuna.storages.RDBStorage).parameters else "failed_trial_callback"
+                kwargs.update(heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **{name: retry_cls(max_retry=1)})
+            return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError as e:
+        raise StudyError(f"--storage {mask_url(url)}: driver missing ({e.name}); pip install 'tunectl[postgres]'") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as e:
+        msg = mask_text(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
+        raise StudyError(f"cannot open storage {mask_url(url)}: {msg}; check that the server is up and the URL is right") from None
+
+
+def _check_sqlite(path: Path) -> None:
+    import sqlite3
+
+    from tunectl.errors import StudyError
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise StudyError(f"{path}: the study file is corrupted ({e}); restore it from a backup or start a new --study") from None

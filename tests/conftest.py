@@ -1,0 +1,174 @@
+"""Shared fixtures: small real data sets, and writers for the on-disk formats the loaders read.
+
+The writers produce the *real* formats (MNIST idx, CIFAR-10 pickle batches, ImageFolder
+PNGs, CSV, npz) in `tmp_path`, tiny, so the loaders are tested against what a download
+or a user's folder would really hold.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tunectl.data import DataSpec, load_dataset, make_splits
+
+# The models here are tiny: one thread is as fast, and it keeps the suite's time steady when
+# another process shares the CPU cores (intra-op threads waiting on a busy core are slow).
+torch.set_num_threads(1)
+
+MNIST_FILES = {
+    # torchvision's file names after download and extraction (MNIST.resources minus .gz)
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+# ----------------------------------------------------------------------------- real, small data sets
+
+
+@pytest.fixture(scope="session")
+def digits_ds():
+    return load_dataset(DataSpec("digits"))
+
+
+@pytest.fixture(scope="session")
+def digits(digits_ds):
+    """scikit-learn's digits (1x8x8 images, 10 classes), default 60/20/20 split."""
+    return make_splits(digits_ds, spec=DataSpec("digits"))
+
+
+@pytest.fixture(scope="session")
+def iris():
+    return make_splits(load_dataset(DataSpec("iris")))
+
+
+@pytest.fixture(scope="session")
+def breast_cancer():
+    return make_splits(load_dataset(DataSpec("breast_cancer")))
+
+
+@pytest.fixture(scope="session")
+def wine():
+    return make_splits(load_dataset(DataSpec("wine")))
+
+
+@pytest.fixture(scope="session")
+def diabetes():
+    return make_splits(load_dataset(DataSpec("diabetes")))
+
+
+# ----------------------------------------------------------------------------- on-disk formats
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """An idx file as on yann.lecun.com: magic 0x0000 08 NDIM (uint8), big-endian dims, data.
+
+    A name ending in .gz is gzipped, as the MNIST site ships them.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def mnist_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    rng.shuffle(labels)
+    return images, labels
+
+
+@pytest.fixture
+def write_mnist():
+    """write_mnist(folder, n_train, n_test, layout, gz) -> {'train': (x, y), 'test': (x, y)}.
+
+    layout='torchvision': FOLDER/raw/<name> uncompressed, as torchvision leaves them after
+    download (FOLDER is ROOT/MNIST or ROOT/FashionMNIST); layout='flat': the files side by
+    side in FOLDER, gzipped if gz.
+    """
+
+    def write(folder: Path, n_train: int = 30, n_test: int = 10, layout: str = "torchvision", gz: bool = False):
+        arrays = {"train": mnist_arrays(n_train, 1), "test": mnist_arrays(n_test, 2)}
+        where = Path(folder) / "raw" if layout == "torchvision" else Path(folder)
+        suffix = ".gz" if gz else ""
+        for part, (img_name, lab_name) in MNIST_FILES.items():
+            x, y = arrays[part]
+            if len(x):
+                write_idx(where / f"{img_name}{suffix}", x)
+                write_idx(where / f"{lab_name}{suffix}", y)
+        return arrays
+
+    return write
+
+
+@pytest.fixture
+def write_cifar():
+    """write_cifar(root, per_batch) -> (train_x, train_y, test_x, test_y), in the real
+    cifar-10-batches-py layout: data_batch_1..5 and test_batch (dicts with 'data' as
+    N x 3072 uint8 rows, channel-major, and 'labels'), and batches.meta."""
+
+    def write(root: Path, per_batch: int = 4):
+        base = Path(root) / "cifar-10-batches-py"
+        base.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        xs, ys = {}, {}
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+            labels = [int(v) for v in rng.integers(0, 10, per_batch)]
+            entry = {"batch_label": name, "labels": labels, "data": data,
+                     "filenames": [f"{name}_{i}.png" for i in range(per_batch)]}
+            with open(base / name, "wb") as f:
+                pickle.dump(entry, f)
+            xs[name], ys[name] = data, labels
+        with open(base / "batches.meta", "wb") as f:
+            pickle.dump({"num_cases_per_batch": per_batch, "label_names": CIFAR_CLASSES, "num_vis": 3072}, f)
+        train = [f"data_batch_{i}" for i in range(1, 6)]
+        return (np.concatenate([xs[b] for b in train]), sum((ys[b] for b in train), []),
+                xs["test_batch"], ys["test_batch"])
+
+    return write
+
+
+@pytest.fixture
+def write_image_folder():
+    """write_image_folder(root, {class: n}, size=(h, w) or sizes=[...]) -> {path: HxWx3 array}.
+
+    An ImageFolder: one sub-folder per class holding RGB PNGs.
+    """
+    from PIL import Image
+
+    def write(root: Path, counts: dict[str, int], size=(8, 8), sizes=None):
+        rng = np.random.default_rng(0)
+        pixels = {}
+        k = 0
+        for cls, n in counts.items():
+            (Path(root) / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                h, w = sizes[k % len(sizes)] if sizes else size
+                arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+                path = Path(root) / cls / f"img{i:02d}.png"
+                Image.fromarray(arr).save(path)
+                pixels[path] = arr
+                k += 1
+        return pixels
+
+    return write
+
+
+def curve_without_time(curve: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in curve]
+
+
+@pytest.fixture
+def strip_seconds():
+    return curve_without_time

@@ -1,0 +1,282 @@
+"""Search-space files -> Optuna distributions, and `suggest(trial, space)`.
+
+A space file (see searchspaces/*.yaml and DESIGN.md) names TrainConfig fields under
+`params` (searched) and `fixed` (held constant), plus the study's defaults (`model`,
+`dataset`, `epochs`). Every mistake is a SpaceError naming the file, the key and the fix.
+
+Two extensions of the DESIGN format:
+- `when: {optimizer: [momentum, rmsprop]}` makes a parameter conditional;
+- `one_minus: true` samples 1 - value on a log scale (Adam's beta2: 0.9, 0.99 and 0.999
+  are then equally likely), stored in Optuna as `one_minus_<name>`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from tunectl.config import FIELD_TYPES, TrainConfig, closest_field, coerce, from_dict
+from tunectl.errors import ConfigError, SpaceError
+
+TOP_KEYS = ("model", "dataset", "epochs", "params", "fixed")
+SPEC_KEYS = {
+    "float": {"type", "low", "high", "log", "step", "when", "one_minus"},
+    "int": {"type", "low", "high", "log", "step", "when"},
+    "categorical": {"type", "choices", "when"},
+}
+RESERVED = {"epochs": "set `epochs:` at the top level: it is the study's budget per trial",
+            "seed": "the seed is the study's (--seed); it is not searched"}
+
+
+@dataclass(frozen=True)
+class Space:
+    params: dict[str, dict[str, Any]]  # normalized specs, in suggestion order
+    fixed: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    dataset: str | None = None
+    epochs: int = 20
+    origin: str = "<space>"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.model:
+            d["model"] = self.model
+        if self.dataset:
+            d["dataset"] = self.dataset
+        d["epochs"] = self.epochs
+        d["params"] = self.params
+        d["fixed"] = self.fixed
+        return d
+
+    def fingerprint(self) -> str:
+        """A canonical text: two spaces are the same search iff their fingerprints are."""
+        return json.dumps({k: v for k, v in self.to_dict().items() if k != "dataset"}, sort_keys=True)
+
+    def optuna_name(self, name: str) -> str:
+        return f"one_minus_{name}" if self.params[name].get("one_minus") else name
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {self.optuna_name(n): _distribution(s) for n, s in self.params.items()}
+
+
+def _distribution(s: dict[str, Any]) -> BaseDistribution:
+    if s["type"] == "categorical":
+        return CategoricalDistribution(s["choices"])
+    if s["type"] == "int":
+        return IntDistribution(s["low"], s["high"], log=s.get("log", False), step=s.get("step", 1))
+    if s.get("one_minus"):
+        return FloatDistribution(1 - s["high"], 1 - s["low"], log=True)
+    return FloatDistribution(s["low"], s["high"], log=s.get("log", False), step=s.get("step"))
+
+
+def load_space(path: Path | str) -> Space:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: no such search-space file; see searchspaces/ for examples") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{path}: cannot read the search-space file ({e})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "syntax error"
+        raise SpaceError(f"{path}:{where}: YAML {problem}; fix the syntax there") from None
+    return parse_space(doc, str(path))
+
+
+def _number(where: str, key: str, value: Any, kind: type) -> Any:
+    """YAML reads `1e-4` (no dot) as a string; accept it as the number it means."""
+    if isinstance(value, bool):
+        raise SpaceError(f"{where}.{key}: expected a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise SpaceError(f"{where}.{key}: expected a number, got {value!r}") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpaceError(f"{where}.{key}: expected a number, got {value!r}")
+    if kind is int:
+        if float(value) != int(value):
+            raise SpaceError(f"{where}.{key}: expected a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _check_value(where: str, name: str, value: Any, what: str) -> Any:
+    try:
+        typed = coerce(name, value)
+        from_dict({name: typed})  # TrainConfig's own range checks (dropout in [0, 1), lr > 0, ...)
+        return typed
+    except ConfigError as e:
+        raise SpaceError(f"{where}: {what} {value!r} is invalid: {e}") from None
+
+
+def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
+    where = f"{origin}: params.{name}"
+    if name not in FIELD_TYPES:
+        raise SpaceError(f"{where}: unknown hyperparameter{closest_field(name)}")
+    if name in RESERVED:
+        raise SpaceError(f"{where}: cannot be searched; {RESERVED[name]}")
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{where}: expected a mapping like {{type: float, low: 1e-4, high: 1e-1, log: true}}")
+    kind = raw.get("type")
+    if kind not in SPEC_KEYS:
+        raise SpaceError(f"{where}.type: {kind!r} is not float, int or categorical")
+    unknown = set(raw) - SPEC_KEYS[kind]
+    if unknown:
+        raise SpaceError(f"{where}: unknown key '{sorted(unknown)[0]}' for type {kind}; allowed: {', '.join(sorted(SPEC_KEYS[kind]))}")
+    spec: dict[str, Any] = {"type": kind}
+    field_type = FIELD_TYPES[name]
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise SpaceError(f"{where}.choices: give a non-empty list, e.g. choices: [32, 64, 128]")
+        typed = [_check_value(where, name, c, "choice") for c in choices]
+        if len(set(map(str, typed))) != len(typed):
+            raise SpaceError(f"{where}.choices: repeated choice in {choices}; list each once")
+        spec["choices"] = typed
+    else:
+        if field_type is str:
+            raise SpaceError(f"{where}: {name} is a name, not a number; use type: categorical with choices")
+        num = int if kind == "int" else float
+        if field_type is int and kind == "float":
+            raise SpaceError(f"{where}: {name} takes whole numbers; use type: int")
+        for key in ("low", "high"):
+            if key not in raw:
+                raise SpaceError(f"{where}: missing '{key}'; give low and high")
+        low, high = _number(where, "low", raw["low"], num), _number(where, "high", raw["high"], num)
+        if low >= high:
+            raise SpaceError(f"{where}: low must be < high (got {low} >= {high}); swap or widen them")
+        spec.update(low=low, high=high)
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise SpaceError(f"{where}.log: expected true or false, got {log!r}")
+        if log:
+            if low <= 0:
+                raise SpaceError(f"{where}: log scale needs low > 0 (got {low}); e.g. low: 1.0e-5")
+            spec["log"] = True
+        if "step" in raw:
+            step = _number(where, "step", raw["step"], num)
+            if step <= 0 or step > high - low:
+                raise SpaceError(f"{where}.step: must be > 0 and at most high - low (got {step})")
+            if log:
+                raise SpaceError(f"{where}: step and log cannot be combined; drop one")
+            spec["step"] = step
+        if raw.get("one_minus"):
+            if not 0 < low < high < 1:
+                raise SpaceError(f"{where}: one_minus samples 1 - {name} on a log scale: needs 0 < low < high < 1")
+            if log or "step" in raw:
+                raise SpaceError(f"{where}: one_minus is already a log scale; drop log/step")
+            spec["one_minus"] = True
+        for key in ("low", "high"):
+            _check_value(where, name, spec[key], key)
+    if "when" in raw:
+        when = raw["when"]
+        if not isinstance(when, dict) or not when:
+            raise SpaceError(f"{where}.when: expected a mapping like {{optimizer: [momentum, rmsprop]}}")
+        spec["when"] = {k: v if isinstance(v, list) else [v] for k, v in when.items()}
+    return spec
+
+
+def parse_space(doc: Any, origin: str = "<space>") -> Space:
+    if not isinstance(doc, dict):
+        raise SpaceError(f"{origin}: expected a mapping with 'params' (and optionally fixed, model, dataset, epochs)")
+    unknown = [k for k in doc if k not in TOP_KEYS]
+    if unknown:
+        raise SpaceError(f"{origin}: unknown top-level key '{unknown[0]}'; allowed: {', '.join(TOP_KEYS)}")
+    params_raw = doc.get("params") or {}
+    fixed_raw = doc.get("fixed") or {}
+    if not isinstance(params_raw, dict) or not params_raw:
+        raise SpaceError(f"{origin}: 'params' must map at least one hyperparameter to its range")
+    if not isinstance(fixed_raw, dict):
+        raise SpaceError(f"{origin}: 'fixed' must map hyperparameters to values, e.g. fixed: {{activation: relu}}")
+    specs = {str(name): _spec(origin, str(name), raw) for name, raw in params_raw.items()}
+    fixed = {}
+    for name, value in fixed_raw.items():
+        if name not in FIELD_TYPES:
+            raise SpaceError(f"{origin}: fixed.{name}: unknown hyperparameter{closest_field(str(name))}")
+        if name in specs:
+            raise SpaceError(f"{origin}: '{name}' is both searched and fixed; keep one")
+        if name in RESERVED:
+            raise SpaceError(f"{origin}: fixed.{name}: {RESERVED[name]}")
+        fixed[name] = _check_value(f"{origin}: fixed.{name}", name, value, "value")
+    for name, spec in specs.items():
+        for key, values in spec.get("when", {}).items():
+            if key not in specs and key not in fixed:
+                raise SpaceError(
+                    f"{origin}: params.{name}.when names '{key}', which is neither searched nor fixed here; "
+                    f"add it to params or fixed, or drop the condition"
+                )
+            if key == name:
+                raise SpaceError(f"{origin}: params.{name}.when refers to itself")
+            spec["when"][key] = [_check_value(f"{origin}: params.{name}.when.{key}", key, v, "value") for v in values]
+    epochs = doc.get("epochs", 20)
+    epochs = _number(origin, "epochs", epochs, int)
+    if epochs < 1:
+        raise SpaceError(f"{origin}: epochs must be >= 1 (got {epochs})")
+    model = doc.get("model")
+    if model is not None:
+        _check_value(f"{origin}: model", "model", model, "model")
+    dataset = doc.get("dataset")
+    if dataset is not None and not isinstance(dataset, str):
+        raise SpaceError(f"{origin}: dataset must be a name such as digits or csv:PATH")
+    return Space(_ordered(origin, specs), fixed, model, dataset, epochs, origin)
+
+
+def _ordered(origin: str, specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Order parameters so that every condition's parameter is suggested before it is tested."""
+    done: dict[str, dict[str, Any]] = {}
+    pending = dict(specs)
+    while pending:
+        ready = [n for n, s in pending.items() if all(k in done or k not in specs for k in s.get("when", {}))]
+        if not ready:
+            raise SpaceError(f"{origin}: the 'when' conditions of {', '.join(pending)} form a cycle; break it")
+        for n in ready:
+            done[n] = pending.pop(n)
+    return done
+
+
+def active(spec: dict[str, Any], values: dict[str, Any]) -> bool:
+    return all(values.get(k) in allowed for k, allowed in spec.get("when", {}).items())
+
+
+def suggest(trial: Any, space: Space) -> dict[str, Any]:
+    """Ask the trial for each active parameter; return TrainConfig field values."""
+    values: dict[str, Any] = dict(space.fixed)
+    chosen: dict[str, Any] = {}
+    for name, spec in space.params.items():
+        if not active(spec, values):
+            continue
+        raw = _suggest_one(trial, space.optuna_name(name), spec)
+        value = 1 - raw if spec.get("one_minus") else raw
+        values[name] = chosen[name] = value
+    return chosen
+
+
+def _suggest_one(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    if spec["type"] == "categorical":
+        return trial.suggest_categorical(name, spec["choices"])
+    if spec["type"] == "int":
+        return trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False))
+    if spec.get("one_minus"):
+        return trial.suggest_float(name, 1 - spec["high"], 1 - spec["low"], log=True)
+    return trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"), log=spec.get("log", False))
+
+
+def trial_config(space: Space, chosen: dict[str, Any], base: TrainConfig) -> TrainConfig:
+    """The study's base config (model, seed, transfer source) + fixed + this trial's choices."""
+    return from_dict({**space.fixed, **chosen, "epochs": space.epochs}, base)
+
+
+def dump_space(space: Space, comments: list[str] | None = None) -> str:
+    header = "".join(f"# {line}\n" for line in (comments or []))
+    return header + yaml.safe_dump(space.to_dict(), sort_keys=False, default_flow_style=None)

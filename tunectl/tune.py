@@ -1,0 +1,590 @@
+"""run_study(): many models side by side, Optuna choosing and pruning; the only Optuna-study code.
+
+One trial = one `train.fit` call. Each epoch's dev error is reported to Optuna, whose
+pruner (Hyperband by default) may stop the trial. Workers are processes (`--jobs N`),
+each with its share of the CPU threads, all on one storage with heartbeats, so a
+killed worker's trial is failed and retried once. The test split is never loaded here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunectl import studies
+from tunectl.config import TrainConfig, from_dict
+from tunectl.data import DataSpec, load_splits, parse_split, same_split
+from tunectl.errors import StudyError, TunectlError
+from tunectl.space import Space, parse_space, suggest, trial_config
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
+PRUNERS = ("hyperband", "halving", "median", "none")
+MAX_CONSECUTIVE_FAILURES = 10  # that many failures in a row is a misconfiguration, not bad luck
+KEEP_CHECKPOINTS = 3
+ATTR = "tunectl"  # the study user attribute holding everything a worker needs
+
+
+@dataclass
+class TuneSettings:
+    space: Space
+    data: dict[str, Any]  # dataset, data_dir, target, task, split, split_seed, image_size
+    study: str
+    storage: str | None = None  # None: sqlite in studies/<study>/study.db
+    root: str = str(studies.ROOT)
+    n_trials: int | None = None  # complete + pruned trials the study should reach
+    timeout: float | None = None  # seconds for this invocation
+    jobs: int = 1
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    seed: int = 0
+    heartbeat: int = studies.DEFAULT_HEARTBEAT
+    keep: int = KEEP_CHECKPOINTS
+    base: dict[str, Any] = field(default_factory=dict)  # TrainConfig values under the space (model, init_from)
+    device: str | None = None
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or studies.default_storage_url(self.study, Path(self.root))
+
+    @property
+    def folder(self) -> Path:
+        return studies.study_dir(self.study, Path(self.root))
+
+
+def parse_timeout(text: str | None) -> float | None:
+    """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
+    if text is None:
+        return None
+    s = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    total, num = 0.0, ""
+    try:
+        for ch in s:
+            if ch.isdigit() or ch == ".":
+                num += ch
+            elif ch in units and num:
+                total += float(num) * units[ch]
+                num = ""
+            else:
+                raise ValueError
+        if num:
+            total += float(num)
+    except ValueError:
+        total = -1
+    if not s or total <= 0 or not math.isfinite(total):
+        raise TunectlError(f"--timeout {text!r}: use a duration like 90s, 30m, 8h or 1h30m")
+    return total
+
+
+# ----------------------------------------------------------------------------- samplers and pruners
+
+
+def make_sampler(name: str, seed: int, space: Space, parallel: bool) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            # multivariate + group model conditional parameters (beta only under momentum) jointly;
+            # constant_liar keeps parallel workers from sampling the same point
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        if name == "grid":
+            return optuna.samplers.GridSampler(_grid(space), seed=seed)
+    raise TunectlError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def _grid(space: Space) -> dict[str, list[Any]]:
+    from tunectl.errors import SpaceError
+
+    grid: dict[str, list[Any]] = {}
+    for name, s in space.params.items():
+        key = space.optuna_name(name)
+        if s["type"] == "categorical":
+            grid[key] = list(s["choices"])
+        elif "step" in s:
+            n = int(round((s["high"] - s["low"]) / s["step"])) + 1
+            grid[key] = [s["low"] + i * s["step"] for i in range(n)]
+        elif s["type"] == "int" and s["high"] - s["low"] <= 16:
+            grid[key] = list(range(s["low"], s["high"] + 1))
+        else:
+            raise SpaceError(f"{space.origin}: params.{name}: --sampler grid needs choices or a step for each parameter")
+    return grid
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise TunectlError(f"--pruner {name!r}: use one of {', '.join(PRUNERS)}")
+
+
+# ----------------------------------------------------------------------------- study set-up
+
+
+def _quiet_optuna() -> None:
+    # Optuna logs each failed trial with its traceback; we record and show the message instead
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _splits(settings: TuneSettings):
+    d = settings.data
+    ratios = parse_split(d["split"]) if isinstance(d.get("split"), str) else (tuple(d["split"]) if d.get("split") else None)
+    spec = DataSpec(d["dataset"], str(d.get("data_dir", "data")), False, d.get("target"), d.get("task"), d.get("image_size"))
+    # include_test=False: tuning never holds the test split, so no code path here can touch it
+    return load_splits(spec, ratios, int(d.get("split_seed", 0)), 1.0, include_test=False)
+
+
+def _base_config(settings: TuneSettings) -> TrainConfig:
+    values = {"model": settings.space.model or "mlp", "seed": settings.seed, **settings.base}
+    return from_dict(values)
+
+
+def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
+    """Validate everything, then create or resume the study. Nothing is written before validation passes."""
+    _quiet_optuna()
+    make_pruner(settings.pruner, settings.space.epochs)
+    make_sampler(settings.sampler, settings.seed, settings.space, False)
+    if settings.jobs < 1:
+        raise TunectlError(f"--jobs {settings.jobs}: must be at least 1")
+    if settings.n_trials is not None and settings.n_trials < 1:
+        raise TunectlError(f"--trials {settings.n_trials}: must be at least 1")
+    studies.check_url(settings.storage_url)
+    base = _base_config(settings)
+    splits = _splits(settings)  # data errors surface before any file is made
+    trial_config(settings.space, {}, base)  # the fixed values must make a valid config
+    from tunectl.train import batch_size_for
+
+    for bs in settings.space.params.get("batch_size", {}).get("choices", []):
+        batch_size_for(base.replace(batch_size=bs), len(splits.x_train))
+    record = {
+        "space": settings.space.to_dict(),
+        "space_fingerprint": settings.space.fingerprint(),
+        "data": settings.data,
+        "manifest": splits.manifest,
+        "base": base.to_dict(),
+        "sampler": settings.sampler,
+        "pruner": settings.pruner,
+        "seed": settings.seed,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    folder = settings.folder
+    new_folder = not folder.exists()
+    try:
+        storage = studies.open_storage(settings.storage_url, settings.heartbeat)
+        existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+        if settings.study in existing:
+            study = optuna.load_study(study_name=settings.study, storage=storage)
+            _check_resume(settings, study.user_attrs.get(ATTR), record)
+        else:
+            study = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize")
+            study.set_user_attr(ATTR, record)
+            study.set_user_attr("dataset", settings.data["dataset"])  # readable in optuna-dashboard
+    except TunectlError:
+        if new_folder and folder.exists():
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "space.yaml").exists():
+        from tunectl.space import dump_space
+
+        studies.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
+        studies.write_json(folder / "split.json", splits.manifest)
+    return study, splits
+
+
+def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    if old is None:
+        raise StudyError(f"study '{settings.study}' exists but was not made by tunectl; name a new one with --study NEW")
+    hint = f"resume it with its original settings, or start a new one with --study {settings.study}-2"
+    if old["space_fingerprint"] != new["space_fingerprint"]:
+        raise StudyError(f"study '{settings.study}' was started with a different search space; {hint}")
+    if old["data"].get("dataset") != new["data"].get("dataset"):
+        raise StudyError(
+            f"study '{settings.study}' was started on data set '{old['data'].get('dataset')}', not "
+            f"'{new['data'].get('dataset')}'; {hint}"
+        )
+    if not same_split(old["manifest"], new["manifest"]):
+        raise StudyError(
+            f"study '{settings.study}': the data no longer produce the study's split (split hash mismatch: the data "
+            f"changed, or another --split/--split-seed); restore the original data, or start a new --study"
+        )
+
+
+# ----------------------------------------------------------------------------- the objective
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _round(row: dict[str, float]) -> dict[str, float]:
+    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else (None if isinstance(v, float) else v))
+            for k, v in row.items()}
+
+
+class Objective:
+    def __init__(self, settings: TuneSettings, splits, device=None):
+        self.settings, self.splits, self.device = settings, splits, device
+        self.base = _base_config(settings)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        curve: list[dict[str, float]] = []
+        try:
+            return self._run(trial, curve)
+        except KeyboardInterrupt:
+            trial.set_user_attr("reason", "interrupted")
+            trial.set_user_attr("curve", curve)
+            raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded with its message, and the study goes on
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            trial.set_user_attr("reason", f"failed: {type(e).__name__}: {msg}"[:500])
+            trial.set_user_attr("curve", curve)
+            raise
+
+    def _run(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> float:
+        from tunectl.train import fit
+
+        s = self.settings
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        # a retried trial (its worker died) carries the number of the original in system attrs
+        retried = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if retried is not None:
+            trial.set_user_attr("retry_of", retried)
+        chosen = suggest(trial, s.space)
+        cfg = trial_config(s.space, chosen, self.base)
+        trial.set_user_attr("params", chosen)
+        trial.set_user_attr("config", cfg.to_dict())
+        pruned_at: list[int] = []
+
+        def on_epoch(epoch: int, m: dict[str, float]) -> bool:
+            curve.append(_round(m))
+            if not math.isfinite(m["dev_error"]):
+                return True
+            trial.report(m["dev_error"], epoch)
+            if trial.should_prune():
+                pruned_at.append(epoch)
+                return True
+            return False
+
+        hist = fit(cfg, self.splits, on_epoch=on_epoch, device=self.device)
+        trial.set_user_attr("curve", curve)
+        trial.set_user_attr("train_error", _round({"v": hist.train_error})["v"])
+        trial.set_user_attr("dev_error", _round({"v": hist.dev_error})["v"])
+        trial.set_user_attr("best_epoch", hist.best_epoch)
+        trial.set_user_attr("epochs_run", hist.epochs_run)
+        trial.set_user_attr("seconds", round(hist.seconds, 3))
+        folder = s.folder / "trials" / str(trial.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        studies.write_json(folder / "curve.json", curve)
+        if hist.status == "diverged":
+            trial.set_user_attr("reason", "diverged")
+            raise optuna.TrialPruned("diverged")
+        if pruned_at:
+            trial.set_user_attr("reason", f"pruned at epoch {pruned_at[0]}")
+            raise optuna.TrialPruned(f"pruned at epoch {pruned_at[0]}")
+        trial.set_user_attr("reason", "complete" if hist.status == "complete" else hist.status)
+        self._keep_best(trial, hist)
+        return hist.dev_error
+
+    def _keep_best(self, trial: optuna.Trial, hist) -> None:
+        """Keep the weights of the best few trials only; older ones go as better ones arrive."""
+        from tunectl.models import save_checkpoint
+
+        study = trial.study
+        done = [(t.value, t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        ranked = sorted([*done, (hist.dev_error, trial.number)])[: self.settings.keep]
+        keep = {n for _, n in ranked}
+        trials_dir = self.settings.folder / "trials"
+        if trial.number in keep and hist.model is not None:
+            save_checkpoint(trials_dir / str(trial.number) / "model.pt",
+                            hist.checkpoint({"data": self.settings.data, "trial": trial.number,
+                                             "manifest": self.splits.manifest}))
+            trial.set_user_attr("checkpoint", f"trials/{trial.number}/model.pt")
+        for path in trials_dir.glob("*/model.pt"):
+            if path.parent.name.isdigit() and int(path.parent.name) not in keep:
+                path.unlink(missing_ok=True)
+
+
+def _stop_after_failures(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Ten failures in a row (by error, not by a killed worker) stop the study."""
+    if trial.state != TrialState.FAIL:
+        return
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    last = finished[-MAX_CONSECUTIVE_FAILURES:]
+    # a worker that died leaves no reason (it is retried); an interrupted one says so
+    if len(last) == MAX_CONSECUTIVE_FAILURES and all(
+        t.state == TrialState.FAIL and str(t.user_attrs.get("reason", "")).startswith("failed") for t in last
+    ):
+        study.set_user_attr("aborted", f"{MAX_CONSECUTIVE_FAILURES} trials failed in a row; the last: "
+                                       f"{trial.user_attrs.get('reason', 'failed')}")
+        study.stop()
+
+
+def _enough(target: int | None) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if target is not None and _finished(study) >= target:
+            study.stop()
+    return callback
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: record, summarize, exit
+    raise KeyboardInterrupt
+
+
+def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] | None = None,
+         splits=None, threads: int | None = None) -> None:
+    """One worker: optimize until the trial target, the timeout, a stop, or an interrupt."""
+    _quiet_optuna()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    storage = studies.open_storage(settings.storage_url, settings.heartbeat)
+    sampler = make_sampler(settings.sampler, settings.seed + worker, settings.space, settings.jobs > 1)
+    study = optuna.load_study(study_name=settings.study, storage=storage, sampler=sampler,
+                              pruner=make_pruner(settings.pruner, settings.space.epochs))
+    if splits is None:
+        splits = _splits(settings)
+        if not same_split(study.user_attrs[ATTR]["manifest"], splits.manifest):
+            raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
+                             f"give it the same data set and --split")
+    optuna.storages.fail_stale_trials(study)  # a crashed worker's trial: failed now, retried below
+    if settings.n_trials is not None and _finished(study) >= settings.n_trials:
+        return
+    callbacks = [_enough(settings.n_trials), _stop_after_failures]
+    if on_trial is not None:
+        callbacks.append(lambda study, trial: on_trial())
+    study.optimize(Objective(settings, splits, settings.device), timeout=settings.timeout,
+                   callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+
+
+def _worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> None:
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    settings = _settings_from(settings_dict)
+    try:
+        work(settings, worker, threads=threads)
+    except KeyboardInterrupt:
+        os._exit(130)
+    except TunectlError as e:
+        import sys
+
+        print(f"error: {e}", file=sys.stderr)
+        os._exit(2)
+
+
+def _settings_from(d: dict[str, Any]) -> TuneSettings:
+    d = dict(d)
+    d["space"] = parse_space(d["space"], d.pop("space_origin"))
+    return TuneSettings(**d)
+
+
+# ----------------------------------------------------------------------------- running a study
+
+
+def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Create or resume the study, run the workers, return the summary (interrupted or not)."""
+    study, splits = prepare(settings)
+    start = time.time()
+    progress = lambda: on_progress and on_progress(progress_of(study, settings, start))  # noqa: E731
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if settings.jobs == 1:
+            work(settings, 0, on_trial=progress, splits=splits)
+        else:
+            _run_workers(settings, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    optuna.storages.fail_stale_trials(study)
+    out = summarize(study, settings.storage_url)
+    out["interrupted"] = interrupted
+    out["seconds"] = round(time.time() - start, 1)
+    aborted = study.user_attrs.get("aborted")
+    if aborted:
+        study.set_user_attr("aborted", None)  # a fixed configuration may resume
+        raise StudyError(f"study '{settings.study}' stopped: {aborted}; fix the configuration and resume")
+    return out
+
+
+def _run_workers(settings: TuneSettings, progress: Callable[[], Any]) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    threads = max(1, (os.cpu_count() or 1) // settings.jobs)
+    payload = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
+    procs = [ctx.Process(target=_worker_main, args=(payload, i, threads), daemon=False) for i in range(settings.jobs)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            progress()
+            for p in procs:
+                p.join(timeout=1.0 / len(procs))
+        progress()
+    except KeyboardInterrupt:
+        _stop_workers(procs, settings)
+        raise
+    codes = [p.exitcode for p in procs]
+    if all(c == 2 for c in codes):
+        raise StudyError(f"study '{settings.study}': every worker refused to start (see the messages above)")
+
+
+def _stop_workers(procs, settings: TuneSettings) -> None:
+    """Ctrl-C reached the workers too (same process group); SIGTERM may not have: pass it on."""
+    deadline = time.time() + 3
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.time()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # SIGTERM -> KeyboardInterrupt in the worker: its trial is recorded
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    _fail_orphans({p.pid for p in procs}, settings)
+
+
+def _fail_orphans(pids: set[int], settings: TuneSettings) -> None:
+    """Trials still RUNNING under a worker we just stopped are failed now, not left for the heartbeat."""
+    storage = studies.open_storage(settings.storage_url, None)
+    study = optuna.load_study(study_name=settings.study, storage=storage)
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        if worker.startswith(f"{host}:") and int(worker.split(":")[-1]) in pids:
+            storage.set_trial_user_attr(t._trial_id, "reason", "interrupted")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+
+# ----------------------------------------------------------------------------- reading studies (plain data out)
+
+
+def open_study(name: str, storage: str | None = None, root: str | Path = studies.ROOT) -> optuna.Study:
+    _quiet_optuna()
+    url = storage or studies.default_storage_url(name, Path(root))
+    st = studies.open_storage(url, None, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=st)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+        raise StudyError(f"no study '{name}' in {studies.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
+
+
+def trial_record(t: FrozenTrial) -> dict[str, Any]:
+    u = t.user_attrs
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "value": t.value,
+        "params": u.get("params", t.params),
+        "config": u.get("config"),
+        "train_error": u.get("train_error"),
+        "dev_error": u.get("dev_error", t.value),
+        "best_epoch": u.get("best_epoch"),
+        "epochs": u.get("epochs_run", len(u.get("curve", []))),
+        "seconds": u.get("seconds"),
+        "reason": u.get("reason", "worker died" if t.state == TrialState.FAIL else t.state.name.lower()),
+        "curve": u.get("curve", []),
+        "checkpoint": u.get("checkpoint"),
+        "retry_of": u.get("retry_of"),
+    }
+
+
+def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10) -> dict[str, Any]:
+    """Everything `show`, `tune --json` and the report print: one source of truth."""
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
+    records = [trial_record(t) for t in trials]
+    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+    meta = study.user_attrs.get(ATTR, {})
+    max_epochs = meta.get("space", {}).get("epochs", 0)
+    used = sum(r["epochs"] or 0 for r in records)
+    saved = sum(max(0, max_epochs - (r["epochs"] or 0)) for r in records if r["state"] == "PRUNED")
+    best = None
+    if complete:
+        b = complete[0]
+        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs", "config")}
+    return {
+        "study": study.study_name,
+        "storage": studies.mask_url(storage_url) if storage_url else None,
+        "dataset": meta.get("data", {}).get("dataset"),
+        "n_trials": len(trials),
+        "states": states,
+        "best": best,
+        "epochs_used": used,
+        "epochs_saved": saved,
+        "max_epochs": max_epochs,
+        "leaderboard": complete[:top],
+        "sampler": meta.get("sampler"),
+        "pruner": meta.get("pruner"),
+        "split": meta.get("manifest", {}).get("sizes"),
+        "space": meta.get("space"),
+        "last_activity": max((str(t.datetime_complete or t.datetime_start) for t in trials if t.datetime_start), default=None),
+    }
+
+
+def importances(study: optuna.Study, min_complete: int = 5) -> dict[str, float] | None:
+    """Optuna's parameter importances (fANOVA) once enough trials are complete."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < min_complete:
+        return None
+    try:
+        return {k: round(v, 4) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (ValueError, RuntimeError):
+        return None
+
+
+def progress_of(study: optuna.Study, settings: TuneSettings, start: float) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    elapsed = time.time() - start
+    remaining = None
+    if settings.timeout:
+        remaining = max(0.0, settings.timeout - elapsed)
+    done = states["COMPLETE"] + states["PRUNED"]
+    return {"states": states, "best": min(values) if values else None, "elapsed": elapsed,
+            "remaining": remaining, "done": done, "target": settings.n_trials}
+
+
+def list_studies(storage: str | None = None, root: str | Path = studies.ROOT) -> list[dict[str, Any]]:
+    """Every study in `storage`, or in each studies/<name>/study.db under root."""
+    _quiet_optuna()
+    urls = [storage] if storage else [f"sqlite:///{p.resolve()}" for p in sorted(Path(root).glob("*/study.db"))]
+    out = []
+    for url in urls:
+        st = studies.open_storage(url, None, create=False)
+        for s in optuna.get_all_study_summaries(st, include_best_trial=False):
+            study = optuna.load_study(study_name=s.study_name, storage=st)
+            summary = summarize(study, url, top=0)
+            out.append({k: summary[k] for k in ("study", "dataset", "n_trials", "states", "last_activity")}
+                       | {"best_dev_error": summary["best"]["value"] if summary["best"] else None,
+                          "storage": studies.mask_url(url)})
+    return out
