@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 tune: $(VENV)/.installed
-	$(BIN)/tunectl train --dataset digits --epochs 20
+	$(BIN)/tunectl tune --space searchspaces/quick.yaml --dataset digits --trials 30
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -x -q

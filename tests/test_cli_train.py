@@ -148,10 +148,7 @@ BAD_INPUT = [
     (["--dataset", "iris", "--set", "batch_size=1000"], "larger than the training split"),
     (["--dataset", "iris", "--task", "regression"], "class names"),
     (["--dataset", "iris", "--task", "ranking"], "--task 'ranking'"),
-    pytest.param(["--dataset", "iris", "--model", "cnn"], "needs image data", marks=pytest.mark.xfail(
-        strict=True, reason="cli.train builds the model inside fit(), after TrainDisplay printed its header line: "
-                            "the error is not the only line on stderr. Fix in cli.py: build_model(cfg, "
-                            "splits.input_shape, splits.out_dim) next to the batch_size_for check.")),
+    (["--dataset", "iris", "--model", "cnn"], "needs image data"),
     (["--params", "{tmp}/missing.yaml"], "no such file"),
     (["--params", "{tmp}/bad.yaml"], "unknown hyperparameter 'lrr'"),
 ]

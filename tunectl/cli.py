@@ -158,9 +158,13 @@ def train(
         if train_fraction != 1.0:
             d["train_fraction"] = train_fraction
         splits = load_splits(spec_from(d, download), ratios_from(d), int(d["split_seed"]), float(d.get("train_fraction", 1.0)))
+        from tunectl.models import build_model
         from tunectl.train import batch_size_for
 
-        batch_size_for(cfg, len(splits.x_train))  # refuse before any folder is made
+        # refuse bad combinations (batch too large, cnn on tabular data, transfer without a
+        # source) before any display starts or any folder is made
+        batch_size_for(cfg, len(splits.x_train))
+        build_model(cfg, splits.input_shape, splits.out_dim)
         out_dir = Path(out) if out else studies.new_run_dir(Path("studies/runs"), d["dataset"], cfg.model)
         stdout, stderr = consoles(json_out)
         with TrainDisplay(stderr, cfg.epochs, f"{d['dataset']} {cfg.model}") as display:
@@ -185,7 +189,8 @@ RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the stu
 
 @app.command()
 def tune(
-    space: Annotated[Path, typer.Option("--space", "-s", help="search-space YAML (see searchspaces/)")] = Path("searchspaces/quick.yaml"),
+    space: Annotated[Optional[Path], typer.Option("--space", "-s", help="search-space YAML (see searchspaces/; default quick.yaml); "
+                     "omit it to join a study that exists on --storage")] = None,
     dataset: DatasetOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="override the space's model")] = None,
     study: Annotated[Optional[str], typer.Option("--study", help="study name (default: <dataset>-<space>)")] = None,
@@ -196,7 +201,7 @@ def tune(
     sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | grid | cmaes | qmc")] = "tpe",
     pruner: Annotated[str, typer.Option("--pruner", help="hyperband | halving | median | none")] = "hyperband",
     seed: Annotated[int, typer.Option("--seed", help="seed of the sampler and of every trial's training")] = 0,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the study's train/dev/test split")] = 0,
+    split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="seed of the study's train/dev/test split (default 0)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="override the space's epochs per trial")] = None,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="transfer: checkpoint the body starts from")] = None,
     heartbeat: Annotated[int, typer.Option("--heartbeat", help="seconds between heartbeats; a trial silent 3x as long is retried")] = 10,
@@ -207,6 +212,8 @@ def tune(
     split: SplitOpt = None,
     image_size: ImageSizeOpt = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
+    artifacts: Annotated[Optional[Path], typer.Option("--artifacts", help="folder for the best trials' checkpoints, shared "
+                         "by all workers (default: studies/<study>/artifacts)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run (or resume) a study: many models side by side, the hopeless ones pruned."""
@@ -216,23 +223,35 @@ def tune(
         from tunectl import studies
         from tunectl.report import TuneDisplay, leaderboard
         from tunectl.space import load_space
-        from tunectl.tune import TuneSettings, importances, open_study, parse_timeout, run_study
+        from tunectl.tune import TuneSettings, importances, open_study, parse_timeout, run_study, settings_from_study
 
-        sp = load_space(space)
-        if epochs is not None:
-            if epochs < 1:
-                fail(f"--epochs {epochs}: must be at least 1")
-            sp = dataclasses.replace(sp, epochs=epochs)
-        d = data_settings(dataset or sp.dataset, data_dir, target, task, split, image_size)
-        d["split_seed"] = split_seed
-        base = {}
-        if model:
-            base["model"] = model
-        if init_from:
-            base["init_from"] = str(init_from)
-        name = study or studies.safe_name(f"{d['dataset']}-{Path(space).stem}")
-        settings = TuneSettings(sp, d, name, storage, str(root), trials, parse_timeout(timeout), jobs, sampler,
-                                pruner, seed, heartbeat, base=base, device=device)
+        if epochs is not None and epochs < 1:
+            fail(f"--epochs {epochs}: must be at least 1")
+        art = str(artifacts) if artifacts else None
+        settings = None
+        if space is None and storage and study:  # a worker joining a study on a server: the study holds its settings
+            given = {k: str(v) if isinstance(v, Path) else v for k, v in (
+                ("dataset", dataset), ("data_dir", data_dir), ("target", target), ("task", task), ("split", split),
+                ("image_size", image_size), ("split_seed", split_seed)) if v is not None}
+            settings = settings_from_study(study, storage, given, epochs, model, root=str(root), n_trials=trials,
+                                           timeout=parse_timeout(timeout), jobs=jobs, heartbeat=heartbeat,
+                                           device=device, artifacts=art)
+        if settings is None:
+            space = space or Path("searchspaces/quick.yaml")
+            sp = load_space(space)
+            if epochs is not None:
+                sp = dataclasses.replace(sp, epochs=epochs)
+            d = data_settings(dataset or sp.dataset, data_dir, target, task, split, image_size)
+            d["split_seed"] = split_seed if split_seed is not None else 0
+            base = {}
+            if model:
+                base["model"] = model
+            if init_from:
+                base["init_from"] = str(init_from)
+            name = study or studies.safe_name(f"{d['dataset']}-{Path(space).stem}")
+            settings = TuneSettings(sp, d, name, storage, str(root), trials, parse_timeout(timeout), jobs, sampler,
+                                    pruner, seed, heartbeat, base=base, device=device, artifacts=art)
+        name = settings.study
         stdout, stderr = consoles(json_out)
         with TuneDisplay(stderr, name, trials) as display:
             summary = run_study(settings, on_progress=display.update)

@@ -33,6 +33,14 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.adapt(x)))
 
+    def train(self, mode: bool = True) -> "Net":
+        super().train(mode)
+        # a frozen BatchNorm keeps its pretrained running statistics too, not only its weights
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
+                m.eval()
+        return self
+
 
 def _activation(name: str) -> nn.Module:
     return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(0.01), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}[name]
@@ -85,6 +93,9 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) ->
     """A fresh, initialised model for this config and data shape."""
     if cfg.model == "transfer":
         return _transfer(cfg, input_shape, out_dim)
+    if cfg.init_from:  # silently training from scratch would hide the mistake
+        raise ConfigError(f"init_from={cfg.init_from!r} is set but model={cfg.model}: add --model transfer to start "
+                          f"from that checkpoint, or drop --init-from")
     body, n_features = (_cnn_body if cfg.model == "cnn" else _mlp_body)(cfg, input_shape)
     head = nn.Linear(n_features, out_dim)
     net = Net(body, head)
@@ -142,82 +153,95 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Net, TrainConfig]:
     """Rebuild a saved model (structure from its config, weights from its state dict)."""
     cfg = from_dict(ckpt["config"])
     shape, out_dim = tuple(ckpt["input_shape"]), int(ckpt["out_dim"])
-    model = _transfer_shell(cfg, shape, out_dim, ckpt) if cfg.model == "transfer" else build_model(cfg, shape, out_dim)
-    model.load_state_dict(ckpt["state_dict"])
+    if cfg.model == "transfer":  # the structure comes from the recorded source, never from init_from's file
+        if cfg.arch == "tunectl" and not ckpt.get("source_config"):
+            raise ConfigError("this transfer checkpoint does not record its source model; re-train it with this tunectl")
+        model = _transfer_shell(cfg, shape, out_dim, ckpt.get("source_config"))
+    else:
+        model = build_model(cfg, shape, out_dim)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ConfigError(f"checkpoint weights do not fit its own config ({str(e).splitlines()[0][:120]}); "
+                          f"the file was changed or written by another version") from None
     return model, cfg
 
 
 # ----------------------------------------------------------------------------- transfer learning
+#
+# A transferred model is Net(adapt, body, head) with the body taken from a source and a new
+# head for the new task. The source is a tunectl checkpoint (arch=tunectl: its body; a
+# source that was itself transferred hands on the body it got) or a torchvision network
+# with a local weights file (arch=resnet18 | mobilenet_v3_small). The transferred model's
+# checkpoint records the source's config as `source_config`, so evaluation and export
+# rebuild it without the source file.
+
+TORCHVISION_SIZE = 32  # torchvision bodies halve the image 5 times: smaller inputs are resized to 32 x 32
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 class _Adapt(nn.Module):
-    """Make inputs fit a torchvision body: 1 channel -> 3, small images -> at least `size`."""
+    """Make images fit a torchvision body: 1 channel -> 3 (repeated), small images -> size x size."""
 
-    def __init__(self, channels: int, size: int):
+    def __init__(self, size: int = TORCHVISION_SIZE):
         super().__init__()
-        self.channels, self.size = channels, size
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1 and self.channels == 3:
+        if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if min(x.shape[-2:]) < self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return x
 
 
-def _torchvision_body(arch: str) -> tuple[nn.Module, int]:
+def _torchvision_body(arch: str, input_shape: tuple[int, ...]) -> tuple[nn.Module, int, nn.Module]:
     from torchvision import models as tvm
 
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise ConfigError(f"arch={arch} needs images with 1 or 3 channels; this data set has shape {input_shape}: "
+                          f"use arch=tunectl with a tunectl checkpoint")
     if arch == "resnet18":
-        net = tvm.resnet18(weights=None)
+        net = tvm.resnet18(weights=None)  # structure only: the weights come from the local file
         n = net.fc.in_features
         net.fc = nn.Identity()
-        return net, n
-    net = tvm.mobilenet_v3_small(weights=None)
-    n = net.classifier[0].in_features
-    net.classifier = nn.Identity()
-    return net, n
-
-
-def _transfer_shell(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int, source: dict[str, Any]) -> Net:
-    """The transfer model's structure, built from the source checkpoint's description (no weights)."""
-    if cfg.arch == "tunectl":
-        src_cfg = from_dict(source.get("source_config", source["config"]))
-        body, n_features = (_cnn_body if src_cfg.model == "cnn" else _mlp_body)(src_cfg, input_shape)
-        adapt = None
     else:
-        body, n_features = _torchvision_body(cfg.arch)
-        adapt = _Adapt(3, 32)
-    return Net(body, nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(n_features, out_dim)), adapt)
+        net = tvm.mobilenet_v3_small(weights=None)
+        n = net.classifier[0].in_features
+        net.classifier = nn.Identity()
+    return net, n, _Adapt()
+
+
+def _source_body(source_config: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[nn.Module, int, nn.Module | None]:
+    src = from_dict(source_config)
+    if src.model == "transfer":  # a torchvision-bodied transfer (a tunectl-bodied one records its own source)
+        return _torchvision_body(src.arch, input_shape)
+    body, n = (_cnn_body if src.model == "cnn" else _mlp_body)(src, input_shape)
+    return body, n, None
+
+
+def _transfer_shell(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int,
+                    source_config: dict[str, Any] | None) -> Net:
+    """The transfer model's structure (no pretrained weights yet): the source's body, a new head."""
+    if cfg.arch == "tunectl":
+        body, n_features, adapt = _source_body(source_config or {}, input_shape)
+    else:
+        body, n_features, adapt = _torchvision_body(cfg.arch, input_shape)
+    net = Net(body, nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(n_features, out_dim)), adapt)
+    if cfg.arch == "tunectl":
+        net.source_config = source_config  # saved by checkpoint(): the body's shape without the source file
+    return net
 
 
 def _transfer(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> Net:
     if not cfg.init_from:
-        raise ConfigError("model=transfer needs a checkpoint: --init-from PATH (a tunectl model.pt or torchvision weights)")
+        raise ConfigError("model=transfer needs a checkpoint: --init-from PATH (a tunectl model.pt), or "
+                          "--set arch=resnet18 --weights PATH (a local torchvision state dict)")
     if cfg.arch == "tunectl":
-        src = load_checkpoint(cfg.init_from)
-        if tuple(src["input_shape"]) != tuple(input_shape):
-            raise ConfigError(
-                f"{cfg.init_from}: trained on inputs of shape {tuple(src['input_shape'])}, this data set has "
-                f"{tuple(input_shape)}; transfer needs the same kind of input"
-            )
-        src_cfg = from_dict(src["config"])
-        if src_cfg.model == "transfer":  # a transferred model transfers again: its body is the source's
-            src = {**src, "config": src.get("source_config", src["config"])}
-        net = _transfer_shell(cfg, input_shape, out_dim, {"config": src["config"]})
-        net.source_config = src["config"]
-        body_state = {k.removeprefix("body."): v for k, v in src["state_dict"].items() if k.startswith("body.")}
-        net.body.load_state_dict(body_state)
+        net = _from_tunectl(cfg, input_shape, out_dim)
     else:
-        net = _transfer_shell(cfg, input_shape, out_dim, {})
-        try:
-            state = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(f"{cfg.init_from}: not a {cfg.arch} weights file ({str(e).splitlines()[0][:120]})") from None
-        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
-        missing, _ = net.body.load_state_dict(state, strict=False)
-        if missing:
-            raise ConfigError(f"{cfg.init_from}: does not fit {cfg.arch} (missing {missing[0]}, ...); use that model's weights")
+        net = _transfer_shell(cfg, input_shape, out_dim, None)
+        _load_torchvision_weights(net, cfg)
     head = net.head[-1]
     nn.init.xavier_normal_(head.weight)
     nn.init.zeros_(head.bias)
@@ -225,14 +249,69 @@ def _transfer(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> N
     return net
 
 
+def _from_tunectl(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> Net:
+    try:
+        src = load_checkpoint(cfg.init_from)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (torchvision weights? add --set arch=resnet18 or arch=mobilenet_v3_small)") from None
+    if tuple(src["input_shape"]) != tuple(input_shape):
+        raise ConfigError(
+            f"{cfg.init_from}: trained on inputs of shape {tuple(src['input_shape'])}, this data set has "
+            f"{tuple(input_shape)}; transfer needs the same kind of input"
+        )
+    net = _transfer_shell(cfg, input_shape, out_dim, src.get("source_config") or src["config"])
+    body = {k.removeprefix("body."): v for k, v in src["state_dict"].items() if k.startswith("body.")}
+    try:
+        net.body.load_state_dict(body)
+    except RuntimeError as e:
+        raise ConfigError(f"{cfg.init_from}: its weights do not fit its config ({str(e).splitlines()[0][:120]})") from None
+    return net
+
+
+def _load_torchvision_weights(net: Net, cfg: TrainConfig) -> None:
+    path, arch = cfg.init_from, cfg.arch
+    hint = f"save one with torch.save(torchvision.models.{arch}(weights=...).state_dict(), PATH)"
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such weights file; {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+    except Exception as e:  # noqa: BLE001 - any unpickling refusal means "not a state dict"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: not a {arch} state dict, refused without unpickling ({first[:120]}); {hint}") from None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path} is a tunectl checkpoint: start from it with arch=tunectl (the default)")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path}: not a state dict of tensors; {hint}")
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}  # the old head goes
+    try:
+        missing, unexpected = net.body.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes differ: weights of another network
+        raise ConfigError(f"{path}: does not fit {arch} ({str(e).splitlines()[-1].strip()[:120]}); {hint}") from None
+    if missing or unexpected:
+        raise ConfigError(f"{path}: does not fit {arch} (missing {missing[:1]}, unexpected {unexpected[:1]}); {hint}")
+
+
 def _freeze(net: Net, freeze: str) -> None:
+    """Fix pretrained parameters: the whole body, or all but its last N layers.
+
+    A layer is a Linear or Conv2d together with the norm layers after it (a BatchNorm
+    goes with its conv), counted in the order the body runs them.
+    """
     if freeze == "none":
         return
-    layers = [m for m in net.body.modules() if any(True for _ in m.parameters(recurse=False))]
+    layers: list[list[nn.Module]] = []
+    for m in net.body.modules():
+        if not any(True for _ in m.parameters(recurse=False)):
+            continue
+        if isinstance(m, NORMS) and layers:
+            layers[-1].append(m)
+        else:
+            layers.append([m])
     keep = 0 if freeze == "body" else int(freeze.removeprefix("all_but_last_"))
-    for m in layers[: len(layers) - keep] if keep < len(layers) else []:
-        for p in m.parameters(recurse=False):
-            p.requires_grad_(False)
+    for layer in layers[: max(0, len(layers) - keep)]:
+        for m in layer:
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(False)
 
 
 def param_groups(net: Net, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -240,7 +319,7 @@ def param_groups(net: Net, cfg: TrainConfig) -> list[dict[str, Any]]:
     trainable = lambda ps: [p for p in ps if p.requires_grad]  # noqa: E731
     if cfg.model != "transfer":
         return [{"params": trainable(net.parameters())}]
-    groups = [{"params": trainable(net.head.parameters())}]
+    groups = [{"params": trainable([*net.head.parameters(), *net.adapt.parameters()])}]
     body = trainable(net.body.parameters())
     if body:
         groups.append({"params": body, "lr": cfg.lr * cfg.body_lr_scale})

@@ -103,28 +103,51 @@ def default_storage_url(name: str, root: Path = ROOT) -> str:
     return f"sqlite:///{(study_dir(name, root) / 'study.db').resolve()}"
 
 
-def mask_url(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db: never print a password."""
-    from urllib.parse import urlsplit, urlunsplit
+def _password(url: str) -> str | None:
+    """The password in a URL: user:PASS@host, or ?password=PASS (libpq accepts both)."""
+    from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        return parts.password or (parse_qs(parts.query).get("password") or [None])[0]
+    except ValueError:  # a malformed port: still look for the password
+        netloc = parts.netloc.rsplit("@", 1)
+        return netloc[0].split(":", 1)[1] if len(netloc) == 2 and ":" in netloc[0] else None
+
+
+def mask_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db: never print a password."""
+    from urllib.parse import quote
+
+    pw = _password(url)
+    if not pw:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    head, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if "@" in netloc:
+        cred, host = netloc.rsplit("@", 1)
+        netloc = f"{cred.split(':', 1)[0]}:***@{host}" if ":" in cred else netloc
+    masked = f"{head}{sep}{netloc}{slash}{tail}"
+    for form in {pw, quote(pw, safe="")}:
+        masked = masked.replace(f"password={form}", "password=***")
+    return masked
 
 
 def mask_text(text: str, url: str | None) -> str:
     """Remove the password of `url` from any message (drivers like to quote the URL)."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import quote, unquote
 
-    if not url:
-        return text
-    pw = urlsplit(url).password
+    pw = _password(url) if url else None
     if pw:
-        text = text.replace(url, mask_url(url)).replace(pw, "***").replace(unquote(pw), "***")
+        text = text.replace(url, mask_url(url))
+        for form in sorted({pw, unquote(pw), quote(pw, safe="")}, key=len, reverse=True):
+            text = text.replace(form, "***")
     return text
+
+
+def is_server(url: str) -> bool:
+    """A storage that workers on other machines can reach (not a local SQLite file)."""
+    return not url.startswith("sqlite")
 
 
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql")
@@ -141,12 +164,35 @@ def check_url(url: str) -> None:
         )
 
 
+def driver_url(url: str) -> str:
+    """postgresql://... -> postgresql+psycopg2://... when that is the driver installed.
+
+    SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, while the `postgres` extra
+    installs psycopg2 (the one Optuna's docs use): name the driver that is there.
+    """
+    import importlib.util
+
+    from tunectl.errors import StudyError
+
+    if not url.startswith("postgresql://"):
+        return url
+    for driver in ("psycopg2", "psycopg"):
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://" + url.removeprefix("postgresql://")
+    raise StudyError(f"--storage {mask_url(url)}: no PostgreSQL driver installed; pip install 'tunectl[postgres]'")
+
+
+CONNECT_TIMEOUT = 5  # seconds per connection attempt: a dead server is reported well within 10 s
+
+
 def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bool = True):
     """An Optuna RDBStorage with heartbeats on, and a retry of trials whose worker died.
 
     Why RDB and not the journal file: in Optuna 5 only RDBStorage implements heartbeats,
     and a killed worker's trial must be failed and retried. SQLite waits up to 60 s for
-    a lock (WAL mode, set at creation), which holds for several local workers.
+    a lock (WAL mode, set at creation), which holds for several local workers. A server
+    (PostgreSQL, MySQL) is Optuna's distributed mode: workers on many machines share it,
+    and the heartbeats live in it, so any worker retries any dead worker's trial.
     """
     import inspect
     import sqlite3
@@ -170,7 +216,11 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
                 con.execute("PRAGMA journal_mode=WAL")
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     elif url.startswith("postgresql"):
-        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        # pre-ping: a connection the server dropped overnight is replaced, not failed on
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {
+            "connect_timeout": CONNECT_TIMEOUT, "application_name": "tunectl"}}
+    elif url.startswith("mysql"):
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeats are 'experimental' in Optuna
@@ -181,12 +231,27 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
                 name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in inspect.signature(
                     optuna.storages.RDBStorage).parameters else "failed_trial_callback"
                 kwargs.update(heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **{name: retry_cls(max_retry=1)})
-            return optuna.storages.RDBStorage(url, **kwargs)
-    except ImportError as e:
-        raise StudyError(f"--storage {mask_url(url)}: driver missing ({e.name}); pip install 'tunectl[postgres]'") from None
+            return optuna.storages.RDBStorage(driver_url(url), **kwargs)
+    except ImportError:
+        raise StudyError(f"--storage {mask_url(url)}: its database driver is not installed; "
+                         f"pip install 'tunectl[postgres]' (PostgreSQL) or pymysql (MySQL)") from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as e:
-        msg = mask_text(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
-        raise StudyError(f"cannot open storage {mask_url(url)}: {msg}; check that the server is up and the URL is right") from None
+        raise StudyError(f"cannot open storage {mask_url(url)}: {mask_text(storage_error(e), url)}; "
+                         f"check that the server is up and the URL is right") from None
+
+
+def storage_error(e: BaseException) -> str:
+    """A driver's error on one line: its first line, without SQLAlchemy's '(Background on ...)'."""
+    text = str(getattr(e, "orig", None) or e).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(e).__name__
+
+
+def artifact_store(folder: Path):
+    """Optuna's file-system artifact store in `folder` (a shared path when workers run on many machines)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(Path(folder))
 
 
 def _check_sqlite(path: Path) -> None:

@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 import warnings
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -51,6 +52,7 @@ class TuneSettings:
     keep: int = KEEP_CHECKPOINTS
     base: dict[str, Any] = field(default_factory=dict)  # TrainConfig values under the space (model, init_from)
     device: str | None = None
+    artifacts: str | None = None  # checkpoints' folder (Optuna artifact store); None: <study folder>/artifacts
 
     @property
     def storage_url(self) -> str:
@@ -59,6 +61,10 @@ class TuneSettings:
     @property
     def folder(self) -> Path:
         return studies.study_dir(self.study, Path(self.root))
+
+    @property
+    def artifact_dir(self) -> Path:
+        return Path(self.artifacts) if self.artifacts else self.folder / "artifacts"
 
 
 def parse_timeout(text: str | None) -> float | None:
@@ -187,18 +193,13 @@ def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
         "seed": settings.seed,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if settings.artifacts:  # workers that join without --artifacts use the study's shared folder
+        record["artifacts"] = str(Path(settings.artifacts).resolve())
     folder = settings.folder
     new_folder = not folder.exists()
     try:
         storage = studies.open_storage(settings.storage_url, settings.heartbeat)
-        existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-        if settings.study in existing:
-            study = optuna.load_study(study_name=settings.study, storage=storage)
-            _check_resume(settings, study.user_attrs.get(ATTR), record)
-        else:
-            study = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize")
-            study.set_user_attr(ATTR, record)
-            study.set_user_attr("dataset", settings.data["dataset"])  # readable in optuna-dashboard
+        study = _create_or_join(settings, storage, record)
     except TunectlError:
         if new_folder and folder.exists():
             import shutil
@@ -212,6 +213,51 @@ def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
         studies.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
         studies.write_json(folder / "split.json", splits.manifest)
     return study, splits
+
+
+def _create_or_join(settings: TuneSettings, storage, record: dict[str, Any]) -> optuna.Study:
+    """Create the study, or join it when it exists (workers started together race to create it)."""
+    try:
+        study = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize")
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=settings.study, storage=storage)
+        old = study.user_attrs.get(ATTR)
+        for _ in range(20):  # created a moment ago by another worker, which writes the record next
+            if old is not None:
+                break
+            time.sleep(0.25)
+            old = study.user_attrs.get(ATTR)
+        _check_resume(settings, old, record)
+        return study
+    study.set_user_attr(ATTR, record)
+    study.set_user_attr("dataset", settings.data["dataset"])  # readable in optuna-dashboard
+    return study
+
+
+def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = None, epochs: int | None = None,
+                        model: str | None = None, **options: Any) -> TuneSettings | None:
+    """A worker joining an existing study: space, data settings, sampler, pruner and seed come
+    from the study itself (remote workers share no folder). None when there is no such study.
+
+    `data` overrides data settings (e.g. where this machine keeps the files); whatever is given,
+    prepare() still checks that this worker's data produce the study's split. `options` are this
+    invocation's own TuneSettings: n_trials, timeout, jobs, heartbeat, root, artifacts, device.
+    """
+    _quiet_optuna()
+    if name not in optuna.get_all_study_names(studies.open_storage(storage, None)):
+        return None
+    meta = open_study(name, storage).user_attrs.get(ATTR)
+    if meta is None:
+        raise StudyError(f"study '{name}' exists but was not made by tunectl; name a new one with --study NEW")
+    space = parse_space(meta["space"], f"study '{name}'")
+    if epochs is not None:  # a different budget is a different search: prepare() refuses it by name
+        space = dataclasses.replace(space, epochs=epochs)
+    if model is not None and model != meta["base"].get("model"):
+        raise StudyError(f"study '{name}' tunes model {meta['base'].get('model')}, not {model}; drop --model to join it")
+    if not options.get("artifacts"):
+        options["artifacts"] = meta.get("artifacts")
+    return TuneSettings(space, {**meta["data"], **(data or {})}, name, storage, sampler=meta["sampler"],
+                        pruner=meta["pruner"], seed=meta["seed"], base=dict(meta["base"]), **options)
 
 
 def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -311,22 +357,61 @@ class Objective:
         return hist.dev_error
 
     def _keep_best(self, trial: optuna.Trial, hist) -> None:
-        """Keep the weights of the best few trials only; older ones go as better ones arrive."""
+        """Keep the weights of the best few trials only, in Optuna's artifact store.
+
+        The store is a folder: the study's artifacts/, or --artifacts (a path every worker
+        mounts). A trial keeps its file while it is among the best `keep` complete trials;
+        whichever worker finishes a better one removes the superseded files. Trial user
+        attrs: "artifact" (the id) and "checkpoint" (the file, see checkpoint_path).
+        """
+        import tempfile
+
+        from optuna.artifacts import upload_artifact
+        from optuna.artifacts.exceptions import ArtifactNotFound
         from tunectl.models import save_checkpoint
 
-        study = trial.study
-        done = [(t.value, t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        ranked = sorted([*done, (hist.dev_error, trial.number)])[: self.settings.keep]
+        s = self.settings
+        done = [(t.value, t.number, t.user_attrs.get("artifact"))
+                for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        ranked = sorted([*((v, n) for v, n, _ in done), (hist.dev_error, trial.number)])[: s.keep]
         keep = {n for _, n in ranked}
-        trials_dir = self.settings.folder / "trials"
+        store = studies.artifact_store(s.artifact_dir)
         if trial.number in keep and hist.model is not None:
-            save_checkpoint(trials_dir / str(trial.number) / "model.pt",
-                            hist.checkpoint({"data": self.settings.data, "trial": trial.number,
-                                             "manifest": self.splits.manifest}))
-            trial.set_user_attr("checkpoint", f"trials/{trial.number}/model.pt")
-        for path in trials_dir.glob("*/model.pt"):
-            if path.parent.name.isdigit() and int(path.parent.name) not in keep:
-                path.unlink(missing_ok=True)
+            with tempfile.TemporaryDirectory(prefix="tunectl-") as tmp:
+                path = Path(tmp) / "model.pt"  # the name Optuna records (and the dashboard offers)
+                save_checkpoint(path, hist.checkpoint({"data": s.data, "trial": trial.number,
+                                                       "manifest": self.splits.manifest}))
+                artifact = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+            trial.set_user_attr("artifact", artifact)
+            trial.set_user_attr("checkpoint", _checkpoint_ref(s, artifact))
+        for _, number, artifact in done:
+            if artifact and number not in keep:
+                try:
+                    store.remove(artifact)
+                except ArtifactNotFound:  # removed before, by this or another worker
+                    pass
+
+
+def _checkpoint_ref(settings: TuneSettings, artifact: str) -> str:
+    """The stored file, relative to the study folder when inside it, else absolute (a shared --artifacts)."""
+    path = (settings.artifact_dir / artifact).resolve()
+    try:
+        return str(path.relative_to(settings.folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def checkpoint_path(study_folder: str | Path, record: dict[str, Any]) -> Path | None:
+    """The model.pt of a trial record (trial_record), or None when it kept none (not among the best).
+
+    record["checkpoint"] is relative to the study folder (the default store, artifacts/<id>),
+    or absolute (--artifacts DIR); either way `study_folder / checkpoint` is the file.
+    """
+    ref = record.get("checkpoint")
+    if not ref:
+        return None
+    path = Path(study_folder) / ref
+    return path if path.is_file() else None
 
 
 def _stop_after_failures(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -364,7 +449,9 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
 
         torch.set_num_threads(threads)
     storage = studies.open_storage(settings.storage_url, settings.heartbeat)
-    sampler = make_sampler(settings.sampler, settings.seed + worker, settings.space, settings.jobs > 1)
+    shared = studies.is_server(settings.storage_url)  # other machines' workers may be on it too
+    sampler = make_sampler(settings.sampler, _sampler_seed(settings.seed, worker, shared), settings.space,
+                           settings.jobs > 1 or shared)
     study = optuna.load_study(study_name=settings.study, storage=storage, sampler=sampler,
                               pruner=make_pruner(settings.pruner, settings.space.epochs))
     if splits is None:
@@ -380,6 +467,17 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
         callbacks.append(lambda study, trial: on_trial())
     study.optimize(Objective(settings, splits, settings.device), timeout=settings.timeout,
                    callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+
+
+def _sampler_seed(seed: int, worker: int, shared: bool) -> int:
+    """seed + worker; on a server, also who this process is: every machine's first worker is worker 0,
+    and equal seeds would propose the same first trials. (Which worker runs which trial depends on
+    timing there anyway, so a study on a server is not reproducible trial for trial.)"""
+    if not shared:
+        return seed + worker
+    import zlib
+
+    return zlib.crc32(f"{seed}:{worker}:{socket.gethostname()}:{os.getpid()}".encode()) % 2**31
 
 
 def _worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> None:
@@ -513,6 +611,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "reason": u.get("reason", "worker died" if t.state == TrialState.FAIL else t.state.name.lower()),
         "curve": u.get("curve", []),
         "checkpoint": u.get("checkpoint"),
+        "artifact": u.get("artifact"),
         "retry_of": u.get("retry_of"),
     }
 
