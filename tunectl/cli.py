@@ -183,7 +183,7 @@ def train(
             stdout.print("[yellow]The loss became NaN or infinite: lower lr (e.g. --set lr=1e-4) or check the inputs' scale.[/]")
 
 
-StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: studies/<study>/study.db)")]
+StorageOpt = Annotated[Optional[str], typer.Option("--storage", envvar="TUNECTL_STORAGE", help="Optuna storage URL (default: studies/<study>/study.db); TUNECTL_STORAGE keeps a password out of ps")]
 RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the studies", envvar="TUNECTL_STUDIES")]
 
 
@@ -214,6 +214,8 @@ def tune(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
     artifacts: Annotated[Optional[Path], typer.Option("--artifacts", help="folder for the best trials' checkpoints, shared "
                          "by all workers (default: studies/<study>/artifacts)")] = None,
+    report_: Annotated[bool, typer.Option("--report", help="write the HTML morning report at the end (after "
+                       "--timeout or Ctrl-C too); see `tunectl report`")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run (or resume) a study: many models side by side, the hopeless ones pruned."""
@@ -252,11 +254,19 @@ def tune(
             settings = TuneSettings(sp, d, name, storage, str(root), trials, parse_timeout(timeout), jobs, sampler,
                                     pruner, seed, heartbeat, base=base, device=device, artifacts=art)
         name = settings.study
+        if studies.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
+            studies.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out)
         with TuneDisplay(stderr, name, trials) as display:
             summary = run_study(settings, on_progress=display.update)
+        report_path = None
+        if report_:  # run_study returns on a timeout or Ctrl-C as well, so the night's work is reported
+            from tunectl.html_report import report_study
+
+            report_path = report_study(name, settings.storage, settings.root)
+            stderr.print(f"report: {report_path}")
         if json_out:
-            return print_json(summary_json(summary))
+            return print_json({**summary_json(summary), **({"report": str(report_path)} if report_path else {})})
         if summary["interrupted"]:
             stdout.print(f"[yellow]Stopped. Resume with the same command; the study is '{name}'.[/]")
         leaderboard(stdout, summary, importances(open_study(name, storage, root)))
@@ -300,9 +310,219 @@ def show(
         st = open_study(study, storage, root)
         summary = summarize(st, storage or studies.default_storage_url(study, root), top=top)
         imp = importances(st)
+        from tunectl.diagnose import study_verdicts
+
+        verdicts = study_verdicts(summary["leaderboard"], st.user_attrs.get("tunectl") or {})
         if json_out:
-            return print_json({**summary_json(summary), "importances": imp})
-        leaderboard(consoles(False)[0], summary, imp)
+            return print_json({**summary_json(summary), "importances": imp,
+                               "verdicts": {str(k): v for k, v in verdicts.items()}})
+        short = {"high_bias": "bias", "high_variance": "variance", "high_bias_high_variance": "bias+var"}
+        leaderboard(consoles(False)[0], summary, imp, verdicts={k: short.get(v, v) for k, v in verdicts.items()})
+
+
+# ----------------------------------------------------------------------------- evaluate and export (issue 5)
+
+TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
+
+
+@app.command()
+def evaluate(
+    study: Annotated[str, typer.Argument(help="study name")],
+    trial: TrialOpt = None,
+    refit: Annotated[bool, typer.Option("--refit", help="retrain on train+dev for the trial's best epoch count first")] = False,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The single, recorded look at the test set: test, dev and train error side by side."""
+    with handled():
+        from rich.table import Table
+
+        from tunectl.evaluate import evaluate_study
+        from tunectl.report import fmt
+
+        stdout, stderr = consoles(json_out)
+        if refit:
+            stderr.print(f"[dim]refitting trial {'(best)' if trial is None else trial} on train+dev ...[/]")
+        r = evaluate_study(study, trial, refit, root, storage, device)
+        if json_out:
+            return print_json(r)
+        unit = "RMSE" if r["task"] == "regression" else "error rate"
+        title = f"study {r['study']}, trial {r['trial']}" + (" (refit on train+dev)" if r["refit"] else "")
+        table = Table(title=title, title_justify="left")
+        for name in ("test", "dev", "train"):
+            table.add_column(f"{name} {unit}", justify="right")
+        dev = fmt(r["dev_error"]) if not r["refit"] else "trained on"
+        table.add_row(fmt(r["test_error"]), dev, fmt(r["train_error"]))
+        sizes = {**r["sizes"], "train": r["sizes"]["train"] + (r["sizes"]["dev"] if r["refit"] else 0)}
+        table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", "dev", "train")))
+        stdout.print(table)
+        if r["refit"]:
+            stdout.print(f"Refit: trained on train+dev for {r['epochs']} epochs (the trial's best epoch); train error "
+                         f"is on train+dev, and dev, trained on, has no held-out error. Model: {r['model']}")
+        stdout.print(f"[dim]Look {r['evaluations']} at the test set, recorded in {r['record']}.[/]")
+        if r["evaluated_before"]:
+            stdout.print(f"[yellow]Warning: {r['warning']}.[/]")
+
+
+@app.command()
+def export(
+    study: Annotated[str, typer.Argument(help="study name")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="a new folder for params.yaml, model.pt, split.json, README.md")],
+    trial: TrialOpt = None,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a trial: params.yaml, model.pt, split manifest and the command that reproduces it."""
+    with handled():
+        from tunectl.evaluate import export_trial
+        from tunectl.report import fmt
+
+        r = export_trial(study, out, trial, root, storage)
+        if json_out:
+            return print_json(r)
+        stdout = consoles(False)[0]
+        stdout.print(f"Exported trial {r['trial']} of {r['study']} (dev error {fmt(r['dev_error'])}) to {r['out']}/: "
+                     f"{', '.join(r['files'])}")
+        stdout.print(f"Reproduce it with: [bold]{r['command']}[/]")
+
+
+# ----------------------------------------------------------------------------- diagnose (issue 4)
+
+
+@app.command()
+def diagnose(
+    target: Annotated[str, typer.Argument(help="study name, or a `tunectl train` run folder")],
+    trial: Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")] = None,
+    human_error: Annotated[Optional[float], typer.Option(
+        "--human-error", help="human-level error: an error rate, or RMSE in the target's units for regression (default 0)")] = None,
+    bias_threshold: Annotated[Optional[float], typer.Option(
+        "--bias-threshold", help="avoidable bias above this is high: error-rate points (default 0.02); "
+                                 "regression: a fraction of the targets' std (default 0.1)")] = None,
+    variance_threshold: Annotated[Optional[float], typer.Option(
+        "--variance-threshold", help="dev - train above this is high; units as --bias-threshold")] = None,
+    data_curve: Annotated[bool, typer.Option("--data-curve", help="retrain on 10/25/50/100% of the training split: would more data help?")] = False,
+    next_space: Annotated[Optional[Path], typer.Option("--next-space", help="write the next search space (YAML) here")] = None,
+    all_trials: Annotated[bool, typer.Option("--all", help="every complete trial: how many are bias- or variance-limited")] = False,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    device: Annotated[Optional[str], typer.Option("--device", help="--data-curve: cpu, cuda, mps (default: the best present)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Bias or variance? The evidence, what to do next in this study's parameters, and the next search space."""
+    with handled():
+        from tunectl import diagnose as D
+        from tunectl import studies
+        from tunectl.report import diagnosis_overview, diagnosis_panel, fmt
+
+        thresholds = D.Thresholds(bias_threshold, variance_threshold)
+        thresholds.absolute("multiclass", None)  # a negative threshold is refused before any work
+        if all_trials and (data_curve or next_space or trial is not None):
+            fail("--all summarises every complete trial; --trial, --data-curve and --next-space take one trial")
+        folder, name = Path(target), target
+        if (folder / "study.db").is_file() and storage is None:  # `diagnose studies/NAME` works too
+            name, root = folder.name, folder.parent
+        if (folder / "history.json").is_file():
+            if all_trials:
+                fail(f"{target}: --all needs a study, and this is a run folder")
+            subject = D.read_run(folder)
+        elif storage is None and not (studies.study_dir(name, root) / "study.db").is_file():
+            fail(f"'{target}' is neither a run folder (with history.json) nor a study under {root}/; "
+                 f"list the studies with `tunectl studies --root {root}`")
+        else:
+            from tunectl.tune import ATTR, open_study, trial_record
+
+            st = open_study(name, storage, root)
+            meta = st.user_attrs.get(ATTR) or {}
+            records = [trial_record(t) for t in st.get_trials(deepcopy=False)]
+            if all_trials:
+                overview = D.study_overview(records, meta, name, human_error or 0.0, thresholds)
+                return print_json(overview) if json_out else diagnosis_overview(consoles(False)[0], overview)
+            if trial is None:
+                complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+                if not complete:
+                    fail(f"study '{name}' has no complete trial yet; let it run, or pick one with --trial N")
+                record = complete[0]
+            else:
+                record = next((r for r in records if r["number"] == trial), None)
+                if record is None:
+                    fail(f"study '{name}' has no trial {trial}; its trials are 0-{len(records) - 1}")
+            subject = D.trial_subject(record, meta, name)
+        stdout, stderr = consoles(json_out)
+        points = None
+        if data_curve:
+            d = subject["data"]
+            stderr.print("[dim]data curve: retraining the configuration on growing shares of the training split[/]")
+            points = D.data_curve(subject["config"], spec_from(d), ratios_from(d), int(d.get("split_seed", 0)),
+                                  device=device, on_point=lambda p: stderr.print(
+                                      f"[dim]  {p['fraction']:>4.0%} ({p['n_train']} examples): train error "
+                                      f"{fmt(p['train_error'])}, dev error {fmt(p['dev_error'])}[/]"))
+        diag = D.diagnose_subject(subject, human_error, thresholds, points)
+        out = diag.to_dict()
+        if next_space:
+            from tunectl.space import dump_space
+
+            sp, comments = D.next_space(diag, subject["config"], subject["space"], subject["data"].get("dataset"))
+            next_space.parent.mkdir(parents=True, exist_ok=True)
+            studies.write_text(next_space, dump_space(sp, comments))
+            out["next_space"] = str(next_space)
+        if json_out:
+            return print_json(out)
+        diagnosis_panel(stdout, out)
+        if next_space:
+            stdout.print(f"Next search space written to {next_space}; run it with "
+                         f"[bold]tunectl tune --space {next_space} --study NEW_NAME[/]")
+
+
+# ----------------------------------------------------------------------------- report and dashboard (issue 6)
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="study name")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default: studies/<study>/report.html)")] = None,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    json_out: JsonOpt = False,
+) -> None:
+    """The morning report: one self-contained HTML file with the study's tables and figures."""
+    with handled():
+        from tunectl.html_report import report_study
+
+        path = report_study(study, storage, root, out)
+        if json_out:
+            return print_json({"study": study, "report": str(path)})
+        consoles(False)[0].print(f"report written to {path}")
+
+
+@app.command()
+def dashboard(
+    study: Annotated[str, typer.Argument(help="study name")],
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+) -> None:
+    """Open the study in optuna-dashboard on localhost (needs the optional extra: pip install optuna-dashboard)."""
+    with handled():
+        try:
+            import optuna_dashboard
+        except ImportError:
+            fail("optuna-dashboard is not installed; install it with: pip install 'tunectl[dashboard]'")
+        from tunectl import studies
+        from tunectl.tune import open_study
+
+        open_study(study, storage, root)  # a missing study is one clear line, not an empty dashboard
+        url = storage or studies.default_storage_url(study, root)
+        consoles(False)[1].print(f"optuna-dashboard: http://{host}:{port}/dashboard  (study '{study}'; Ctrl-C stops it)")
+        try:
+            optuna_dashboard.run_server(studies.open_storage(url, None, create=False), host=host, port=port)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a dashboard is closed: not an error
+        except OSError as e:
+            fail(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port")
 
 
 def main() -> None:

@@ -254,8 +254,8 @@ def _load_folder(root: Path, image_size: int | None) -> Dataset:
         steps.insert(0, v2.Resize((image_size, image_size), antialias=True))
     try:
         folder = tvd.ImageFolder(str(root), transform=v2.Compose(steps))
-    except (FileNotFoundError, OSError) as e:
-        raise DataError(f"folder:{root}: {e}") from None
+    except (FileNotFoundError, OSError) as e:  # e.g. no images: torchvision names the extensions it reads
+        raise DataError(f"folder:{root}: {e}; put the images in one sub-folder per class") from None
     images = [folder[i][0] for i in range(len(folder))]
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
@@ -286,7 +286,7 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
     except ValueError as e:
         raise DataError(f"csv:{path}: feature columns must be numbers ({e}); encode them first") from None
     labels = [r[t].strip() for r in body]
-    y, classes, task = _targets(np.array(labels, dtype=object))
+    y, classes, task = _targets(np.array(labels, dtype=object), f"csv:{path}")
     return Dataset(torch.tensor(feats), y, task, f"csv:{path}", classes)
 
 
@@ -304,12 +304,12 @@ def _load_npz(path: Path) -> Dataset:
         raise DataError(f"npz:{path}: x has {len(x)} rows but y has {len(y)}; they must match")
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"npz:{path}: x must be numeric, got {x.dtype}")
-    yt, classes, task = _targets(y)
+    yt, classes, task = _targets(y, f"npz:{path}")
     is_image = x.ndim == 4
     return Dataset(torch.tensor(x.astype(np.float32)), yt, task, f"npz:{path}", classes, is_image)
 
 
-def _targets(y: np.ndarray) -> tuple[torch.Tensor, list[str], str]:
+def _targets(y: np.ndarray, where: str = "data") -> tuple[torch.Tensor, list[str], str]:
     """Infer the task from the targets: numbers with many distinct values are regression."""
     y = np.asarray(y)
     numeric = None
@@ -319,7 +319,7 @@ def _targets(y: np.ndarray) -> tuple[torch.Tensor, list[str], str]:
         pass
     if numeric is not None:
         if not np.all(np.isfinite(numeric)):
-            raise DataError("targets contain NaN or infinite values; drop or fill those rows")
+            raise DataError(f"{where}: targets contain NaN or infinite values; drop or fill those rows")
         values = np.unique(numeric)
         integral = np.all(numeric == np.round(numeric))
         if not integral or len(values) > max(20, int(0.05 * len(numeric))):

@@ -105,13 +105,15 @@ class TuneDisplay:
         self.task = self.progress.add_task(study, total=target, status="starting")
 
     def __enter__(self) -> "TuneDisplay":
-        self.progress.start()
+        # the bar starts with the first update, once the study is ready: a refusal before
+        # that (bad space, data, storage) stays the one line of its error
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
     def update(self, p: dict[str, Any]) -> None:
+        self.progress.start()  # no-op once started
         st = p["states"]
         status = (
             f"complete {st['COMPLETE']}  pruned {st['PRUNED']}  failed {st['FAIL']}  running {st['RUNNING']}  "
@@ -176,3 +178,98 @@ def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:
         t.add_row(r["study"], r.get("dataset") or "-", str(s["COMPLETE"]), str(s["PRUNED"]), str(s["FAIL"]),
                   str(s["RUNNING"]), fmt(r["best_dev_error"]), (r.get("last_activity") or "-")[:19])
     console.print(t)
+
+
+# ----------------------------------------------------------------------------- diagnose
+
+VERDICT_STYLE = {"high_bias": ("high bias", "red"), "high_variance": ("high variance", "yellow"),
+                 "high_bias_high_variance": ("high bias and high variance", "red"), "ok": ("ok", "green")}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def _sparkline(values: list[Any], low: float, high: float, width: int = 40) -> str:
+    """One character per epoch (sampled down to `width`), on a scale shared by train and dev."""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    span = (high - low) or 1.0
+    return "".join(" " if not isinstance(v, (int, float)) or not math.isfinite(v)
+                   else SPARK[min(len(SPARK) - 1, int((v - low) / span * (len(SPARK) - 1) + 0.5))] for v in values)
+
+
+def _bar(value: float, threshold: float, scale: float, width: int = 20) -> str:
+    n = max(0, min(width, round(max(value, 0.0) / scale * width))) if scale > 0 else 0
+    colour = "red" if value > threshold else "green"
+    return f"[{colour}]{'█' * n}[/][dim]{'░' * (width - n)}[/]"
+
+
+def _listing(items: list[tuple[str, str]]) -> Table:
+    """Bullets whose wrapped lines stay indented under their text."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(justify="right", no_wrap=True)
+    t.add_column()
+    for mark, text in items:
+        t.add_row(f"  {mark}", text)
+    return t
+
+
+def diagnosis_panel(console: Console, d: dict[str, Any]) -> None:
+    """`tunectl diagnose`: the four numbers, bars for bias and variance, the verdict, the curves, the actions."""
+    from rich.console import Group
+    from rich.panel import Panel
+
+    label, colour = VERDICT_STYLE.get(d["diagnosis"], (d["diagnosis"], "white"))
+    th = d.get("thresholds", {})
+    numbers = Table(show_header=False, box=None, pad_edge=False)
+    for _ in range(3):
+        numbers.add_column()
+    numbers.add_row("train error", fmt(d["train_error"]), "")
+    numbers.add_row("dev error", fmt(d["dev_error"]), "")
+    numbers.add_row("human-level error", fmt(d["human_error"]), "")
+    scale = max(abs(d["avoidable_bias"]), abs(d["variance"]), 2 * th.get("bias", 0), 2 * th.get("variance", 0))
+    numbers.add_row("[bold]avoidable bias[/] (train − human)", fmt(d["avoidable_bias"]),
+                    f"{_bar(d['avoidable_bias'], th.get('bias', 0), scale)} limit {fmt(th.get('bias'))}")
+    numbers.add_row("[bold]variance[/] (dev − train)", fmt(d["variance"]),
+                    f"{_bar(d['variance'], th.get('variance', 0), scale)} limit {fmt(th.get('variance'))}")
+    parts: list[Any] = [numbers, f"\n[bold]verdict:[/] [bold {colour}]{label}[/]"]
+    curve = d.get("curve") or []
+    if curve:
+        tr, dv = [r.get("train_error") for r in curve], [r.get("dev_error") for r in curve]
+        finite = [v for v in tr + dv if isinstance(v, (int, float)) and math.isfinite(v)]
+        if finite:
+            lo, hi = min(finite), max(finite)
+            last = curve[-1]
+            parts.append(f"\n[bold]curve[/] over {len(curve)} epochs (error, shared scale {fmt(lo)}–{fmt(hi)})")
+            parts.append(f"  train {_sparkline(tr, lo, hi)}  {fmt(tr[0])} → {fmt(last.get('train_error'))}")
+            parts.append(f"  dev   {_sparkline(dv, lo, hi)}  {fmt(dv[0])} → {fmt(last.get('dev_error'))}")
+    if d.get("data_curve"):
+        t = Table(box=None)
+        for col in ("share", "examples", "train error", "dev error"):
+            t.add_column(col, justify="right")
+        for p in d["data_curve"]:
+            t.add_row(f"{p['fraction']:.0%}", str(p["n_train"]), fmt(p["train_error"]), fmt(p["dev_error"]))
+        parts += ["\n[bold]data curve[/]: the same configuration on growing shares of the training split", t]
+    if d.get("evidence"):
+        parts += ["\n[bold]evidence[/]", _listing([("•", e["text"]) for e in d["evidence"]])]
+    parts += ["\n[bold]actions[/]", _listing([(f"{i}.", a["text"]) for i, a in enumerate(d.get("actions") or [], 1)])]
+    src = d.get("source", {})
+    title = (f"diagnosis: study {src['study']}, trial {src['trial']}" if src.get("study")
+             else f"diagnosis: run {src.get('run', '')}")
+    console.print(Panel(Group(*parts), title=title, title_align="left", border_style=colour))
+
+
+def diagnosis_overview(console: Console, d: dict[str, Any]) -> None:
+    """`tunectl diagnose STUDY --all`: how many trials are bias- or variance-limited, and which."""
+    n = d["n_complete"]
+    console.print(f"[bold]{d['study']}[/]: {n} complete trials; bias-limited {d['bias_limited']}, "
+                  f"variance-limited {d['variance_limited']} (thresholds: bias {fmt(d['thresholds']['bias'])}, "
+                  f"variance {fmt(d['thresholds']['variance'])}; human error {fmt(d['human_error'])})")
+    t = Table(title="Trials by verdict (best dev error first)", title_justify="left")
+    for col in ("trial", "dev error", "train error", "avoidable bias", "variance", "diagnosis"):
+        t.add_column(col)
+    for r in d["trials"]:
+        label, colour = VERDICT_STYLE.get(r["diagnosis"], (r["diagnosis"], "white"))
+        t.add_row(str(r["number"]), fmt(r["dev_error"]), fmt(r["train_error"]), fmt(r["avoidable_bias"]),
+                  fmt(r["variance"]), f"[{colour}]{label}[/]")
+    console.print(t)
+    counts = ", ".join(f"{VERDICT_STYLE[k][0]} {v}" for k, v in d["counts"].items())
+    console.print(f"counts: {counts}")

@@ -12,6 +12,7 @@ Two extensions of the DESIGN format:
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -192,7 +193,9 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
         raise SpaceError(f"{origin}: expected a mapping with 'params' (and optionally fixed, model, dataset, epochs)")
     unknown = [k for k in doc if k not in TOP_KEYS]
     if unknown:
-        raise SpaceError(f"{origin}: unknown top-level key '{unknown[0]}'; allowed: {', '.join(TOP_KEYS)}")
+        near = difflib.get_close_matches(str(unknown[0]), TOP_KEYS, n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise SpaceError(f"{origin}: unknown top-level key '{unknown[0]}'; {hint}allowed: {', '.join(TOP_KEYS)}")
     params_raw = doc.get("params") or {}
     fixed_raw = doc.get("fixed") or {}
     if not isinstance(params_raw, dict) or not params_raw:

@@ -67,17 +67,18 @@ def new_run_dir(root: Path, dataset: str, model: str) -> Path:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:  # a full disk (or Ctrl-C) mid-write: no half file left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ----------------------------------------------------------------------------- study folders and storages

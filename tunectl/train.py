@@ -146,8 +146,12 @@ def batch_size_for(cfg: TrainConfig, n_train: int) -> int:
 
 
 def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,
-        device: torch.device | str | None = None) -> History:
-    """Train one model on splits' train part; measure dev error each epoch; keep the best weights."""
+        device: torch.device | str | None = None, keep_last: bool = False) -> History:
+    """Train one model on splits' train part; measure dev error each epoch; keep the best weights.
+
+    keep_last keeps the final epoch's weights instead: a refit on train+dev has no held-out
+    data to choose an epoch by (its epoch count was chosen on dev before).
+    """
     device = torch.device(device) if device else pick_device()
     torch.manual_seed(cfg.seed)  # weights and dropout
     shuffle = torch.Generator().manual_seed(cfg.seed)  # batch order, on the CPU on every device
@@ -208,7 +212,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
             "seconds": time.perf_counter() - t0,
         }
         hist.curve.append(row)
-        if dev["error"] < best_dev:
+        if keep_last or dev["error"] < best_dev:
             best_dev, since_best, hist.best_epoch = dev["error"], 0, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:

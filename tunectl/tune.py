@@ -8,13 +8,13 @@ killed worker's trial is failed and retried once. The test split is never loaded
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
 import socket
 import time
 import warnings
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +24,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunectl import studies
 from tunectl.config import TrainConfig, from_dict
-from tunectl.data import DataSpec, load_splits, parse_split, same_split
 from tunectl.errors import StudyError, TunectlError
 from tunectl.space import Space, parse_space, suggest, trial_config
 
@@ -153,6 +152,8 @@ def _quiet_optuna() -> None:
 
 
 def _splits(settings: TuneSettings):
+    from tunectl.data import DataSpec, load_splits, parse_split  # torch: only where data are loaded
+
     d = settings.data
     ratios = parse_split(d["split"]) if isinstance(d.get("split"), str) else (tuple(d["split"]) if d.get("split") else None)
     spec = DataSpec(d["dataset"], str(d.get("data_dir", "data")), False, d.get("target"), d.get("task"), d.get("image_size"))
@@ -177,11 +178,17 @@ def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
     studies.check_url(settings.storage_url)
     base = _base_config(settings)
     splits = _splits(settings)  # data errors surface before any file is made
-    trial_config(settings.space, {}, base)  # the fixed values must make a valid config
+    fixed = trial_config(settings.space, {}, base)  # the fixed values must make a valid config
     from tunectl.train import batch_size_for
 
-    for bs in settings.space.params.get("batch_size", {}).get("choices", []):
+    # a batch larger than the training split would fail every trial: refuse it now
+    searched = settings.space.params.get("batch_size")
+    sizes = [fixed.batch_size] if not searched else searched.get("choices") or [searched["low"]]
+    for bs in sizes:
         batch_size_for(base.replace(batch_size=bs), len(splits.x_train))
+    from tunectl.models import build_model
+
+    build_model(fixed, splits.input_shape, splits.out_dim)  # e.g. transfer without --init-from: refuse now, not 10 failed trials later
     record = {
         "space": settings.space.to_dict(),
         "space_fingerprint": settings.space.fingerprint(),
@@ -200,18 +207,18 @@ def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
     try:
         storage = studies.open_storage(settings.storage_url, settings.heartbeat)
         study = _create_or_join(settings, storage, record)
-    except TunectlError:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "space.yaml").exists():
+            from tunectl.space import dump_space
+
+            studies.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
+            studies.write_json(folder / "split.json", splits.manifest)
+    except (TunectlError, OSError):  # refused, or a full / read-only disk: leave no half-made study behind
         if new_folder and folder.exists():
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "space.yaml").exists():
-        from tunectl.space import dump_space
-
-        studies.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
-        studies.write_json(folder / "split.json", splits.manifest)
     return study, splits
 
 
@@ -271,10 +278,17 @@ def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[
             f"study '{settings.study}' was started on data set '{old['data'].get('dataset')}', not "
             f"'{new['data'].get('dataset')}'; {hint}"
         )
+    from tunectl.data import same_split
+
     if not same_split(old["manifest"], new["manifest"]):
+        def split_of(m: dict[str, Any]) -> str:
+            sizes = "/".join(str(v) for v in (m.get("sizes") or {}).values())
+            return f"split seed {m.get('seed')}, sizes {sizes}, data hash {str(m.get('data_hash'))[:8]}"
+
         raise StudyError(
-            f"study '{settings.study}': the data no longer produce the study's split (split hash mismatch: the data "
-            f"changed, or another --split/--split-seed); restore the original data, or start a new --study"
+            f"study '{settings.study}': these data do not produce the study's split (study: {split_of(old['manifest'])}; "
+            f"here: {split_of(new['manifest'])}); use the study's data, --split and --split-seed (a worker joining with "
+            f"--storage and no --space takes them from the study), or start a new --study"
         )
 
 
@@ -450,11 +464,15 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
         torch.set_num_threads(threads)
     storage = studies.open_storage(settings.storage_url, settings.heartbeat)
     shared = studies.is_server(settings.storage_url)  # other machines' workers may be on it too
-    sampler = make_sampler(settings.sampler, _sampler_seed(settings.seed, worker, shared), settings.space,
-                           settings.jobs > 1 or shared)
-    study = optuna.load_study(study_name=settings.study, storage=storage, sampler=sampler,
+    study = optuna.load_study(study_name=settings.study, storage=storage,
                               pruner=make_pruner(settings.pruner, settings.space.epochs))
+    # a seeded sampler restarts its random stream in every process: offset the seed by the trials the
+    # study already holds, or a resumed study would replay its first configurations one by one
+    seed = _sampler_seed(settings.seed, worker, shared) + 1000 * len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(settings.sampler, seed, settings.space, settings.jobs > 1 or shared)
     if splits is None:
+        from tunectl.data import same_split
+
         splits = _splits(settings)
         if not same_split(study.user_attrs[ATTR]["manifest"], splits.manifest):
             raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
@@ -508,6 +526,7 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     study, splits = prepare(settings)
     start = time.time()
     progress = lambda: on_progress and on_progress(progress_of(study, settings, start))  # noqa: E731
+    progress()  # the study is ready: the display may start
     interrupted = False
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -517,6 +536,8 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
             _run_workers(settings, progress)
     except KeyboardInterrupt:
         interrupted = True
+        if settings.jobs == 1:  # an interrupt between Optuna's own steps may leave this process's trial RUNNING
+            _fail_orphans({os.getpid()}, settings)
     finally:
         signal.signal(signal.SIGTERM, previous)
     optuna.storages.fail_stale_trials(study)
@@ -646,7 +667,16 @@ def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10
         "split": meta.get("manifest", {}).get("sizes"),
         "space": meta.get("space"),
         "last_activity": max((str(t.datetime_complete or t.datetime_start) for t in trials if t.datetime_start), default=None),
+        "task": meta.get("manifest", {}).get("task"),
+        "wall_seconds": _wall_seconds(trials),
     }
+
+
+def _wall_seconds(trials: list[FrozenTrial]) -> float | None:
+    """First trial's start to the last trial's end (a resumed study's pause included)."""
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
+    return round((max(ends) - min(starts)).total_seconds(), 1) if starts else None
 
 
 def importances(study: optuna.Study, min_complete: int = 5) -> dict[str, float] | None:

@@ -1,0 +1,230 @@
+"""One study, many workers, on a real PostgreSQL server (Optuna's distributed mode).
+
+The server comes from $TUNECTL_PG_URL (.ci/run starts one), else a throwaway one started
+here from Debian's binaries (tests/pg.py); when neither is possible the tests are skipped
+with the reason (shown by pytest -ra). Workers are real `tunectl tune` processes, each in
+its own folder (no shared folder, as on separate machines) but for the --artifacts path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import pg
+from tunectl.cli import app
+
+TUNECTL = [sys.executable, "-m", "tunectl.cli"]
+SPACE = """\
+model: mlp
+dataset: digits
+epochs: 2
+params:
+  lr:    {type: float, low: 3.0e-3, high: 1.0e-1, log: true}
+  width: {type: int, low: 8, high: 32, log: true}
+fixed:
+  batch_size: 64
+"""
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    url = os.environ.get("TUNECTL_PG_URL")
+    if url:  # CI started it: a server that does not answer is a failure, not a skip
+        yield url
+        return
+    try:
+        server = pg.start()
+    except pg.Unavailable as e:
+        pytest.skip(f"no PostgreSQL server could be started: {e}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).password
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def invoke(*args, cwd: Path | None = None):
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+
+
+def create_study(url: str, name: str, folder: Path, space_text: str = SPACE, **kw):
+    """The first worker's part: the study on the server, holding everything others need."""
+    from tunectl.space import parse_space
+    from tunectl.tune import TuneSettings, prepare
+
+    import yaml
+
+    space = parse_space(yaml.safe_load(space_text), "space.yaml")
+    settings = TuneSettings(space, {"dataset": "digits", "data_dir": "data", "split_seed": 0}, name, url,
+                            str(folder / "studies"), **kw)
+    prepare(settings)
+    return settings
+
+
+def worker(url: str, name: str, cwd: Path, *extra: str) -> subprocess.Popen:
+    """`tunectl tune --storage URL --study NAME` with no --space, in a folder of its own."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([*TUNECTL, "tune", "--storage", url, "--study", name, "--jobs", "1", "--json", *extra],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def trials_of(url: str, name: str):
+    from tunectl.tune import open_study, trial_record
+
+    return [trial_record(t) for t in open_study(name, url).get_trials(deepcopy=False)]
+
+
+@pytest.mark.slow
+def test_three_workers_share_one_study(pg_url, tmp_path):
+    from tunectl.models import load_checkpoint
+    from tunectl.tune import checkpoint_path
+
+    name, shared = unique("three"), tmp_path / "shared-artifacts"
+    create_study(pg_url, name, tmp_path / "first", artifacts=str(shared))
+    target = 6
+    procs = [worker(pg_url, name, tmp_path / f"machine{i}", "--trials", str(target)) for i in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    docs = [json.loads(out) for out, _ in outs]
+
+    records = trials_of(pg_url, name)
+    numbers = sorted(r["number"] for r in records)
+    assert numbers == list(range(len(records)))  # no duplicate numbers, none missing
+    states = [r["state"] for r in records]
+    assert all(s in ("COMPLETE", "PRUNED") for s in states), states  # every trial accounted for
+    assert target <= len(records) <= target + 2  # each worker stops at the target (one may be mid-trial)
+    workers = {r.get("worker") for r in trial_attrs(pg_url, name)}
+    assert len(workers) >= 2, workers  # the trials were shared out
+    assert all(d["study"] == name and d["n_trials"] >= target for d in docs)
+
+    # the best is the same from every worker's folder (no shared folder: it comes from the server)
+    best = min((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+    for i in range(3):
+        result = invoke("show", name, "--storage", pg_url, "--json", cwd=tmp_path / f"machine{i}")
+        assert result.exit_code == 0, result.stderr
+        shown = json.loads(result.stdout)["best"]
+        assert (shown["number"], shown["value"]) == (best["number"], best["value"])
+
+    # the checkpoints went to the shared artifact folder; only the best few stay
+    assert 1 <= len(list(shared.iterdir())) <= 3 + 1  # +1: two trials finishing at the same moment
+    path = checkpoint_path(tmp_path / "first" / "studies" / name, best)
+    assert path is not None and path.parent == shared.resolve()
+    assert load_checkpoint(path)["trial"] == best["number"]
+
+
+def trial_attrs(url: str, name: str):
+    from tunectl.tune import open_study
+
+    return [t.user_attrs for t in open_study(name, url).get_trials(deepcopy=False)]
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_retried_by_another(pg_url, tmp_path):
+    name = unique("killed")
+    create_study(pg_url, name, tmp_path / "first", pruner="none", heartbeat=1)
+    victim = worker(pg_url, name, tmp_path / "a", "--trials", "1", "--heartbeat", "1")
+    deadline = time.time() + 120
+    while time.time() < deadline:  # mid-trial: running, its config chosen (so its heartbeat has begun)
+        if any(t["state"] == "RUNNING" and t["config"] for t in trials_of(pg_url, name)):
+            break
+        assert victim.poll() is None, victim.communicate()[1][-2000:]
+        time.sleep(0.2)
+    else:
+        pytest.fail("the worker never started a trial")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    time.sleep(3.5)  # 3 heartbeats missed: stale for every worker with --heartbeat 1
+
+    rescuer = worker(pg_url, name, tmp_path / "b", "--trials", "1", "--heartbeat", "1")
+    out, err = rescuer.communicate(timeout=240)
+    assert rescuer.returncode == 0, err[-2000:]
+    records = {r["number"]: r for r in trials_of(pg_url, name)}
+    attrs = trial_attrs(pg_url, name)
+    assert records[0]["state"] == "FAIL" and records[0]["reason"] == "worker died"
+    assert records[1]["state"] == "COMPLETE" and records[1]["retry_of"] == 0
+    assert records[1]["params"] == records[0]["params"]
+    assert attrs[0]["worker"] != attrs[1]["worker"]
+    assert json.loads(out)["states"]["COMPLETE"] == 1
+
+
+@pytest.fixture(scope="module")
+def small_study(pg_url, tmp_path_factory):
+    """A study with two finished trials, made through the CLI (in process)."""
+    folder = tmp_path_factory.mktemp("masking")
+    (folder / "space.yaml").write_text(SPACE)
+    name = unique("small")
+    result = invoke("tune", "--space", "space.yaml", "--study", name, "--storage", pg_url, "--trials", "2",
+                    "--json", cwd=folder)
+    assert result.exit_code == 0, result.stderr
+    return name, folder
+
+
+def test_a_worker_with_other_data_is_refused(pg_url, small_study):
+    name, folder = small_study
+    result = invoke("tune", "--study", name, "--storage", pg_url, "--trials", "3", "--split-seed", "1", cwd=folder)
+    assert result.exit_code == 2
+    assert "do not produce the study's split" in result.stderr and "split seed 0" in result.stderr
+    result = invoke("tune", "--study", name, "--storage", pg_url, "--trials", "3", "--dataset", "iris", cwd=folder)
+    assert result.exit_code == 2 and "started on data set 'digits', not 'iris'" in result.stderr
+    assert len(trials_of(pg_url, name)) == 2  # nothing ran
+
+
+def test_the_password_is_never_printed(pg_url, small_study):
+    name, folder = small_study
+    secret = password(pg_url)
+    outputs = []
+    for args in (["studies"], ["studies", "--json"], ["show", name], ["show", name, "--json"],
+                 ["show", "no-such-study"]):
+        result = invoke(*args, "--storage", pg_url, cwd=folder)
+        outputs.append(result.stdout + result.stderr)
+        assert secret not in outputs[-1]
+    rows = json.loads(outputs[1])
+    assert any(r["study"] == name for r in rows)
+    assert all(r["storage"] == pg_url.replace(secret, "***") for r in rows)
+    assert json.loads(outputs[3])["storage"] == pg_url.replace(secret, "***")
+    assert "no study 'no-such-study'" in outputs[4] and ":***@" in outputs[4]
+    # a refused login: the driver's error, with no password in it
+    wrong = pg_url.replace(secret, "Wrong-Secret-123")
+    result = invoke("show", name, "--storage", wrong, cwd=folder)
+    assert result.exit_code == 2 and "password authentication failed" in result.stderr
+    assert "Wrong-Secret-123" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["studies"], ["show", "s"], ["tune", "--study", "s"],
+                                     ["tune", "--study", "s", "--space", "searchspaces/quick.yaml"]])
+def test_an_unreachable_server_is_one_line_in_seconds(command):
+    url = f"postgresql://tunectl:Sekrit-42@127.0.0.1:{pg.free_port()}/tunectl"  # nothing listens there
+    start = time.time()
+    result = invoke(*command, "--storage", url, cwd=Path(__file__).resolve().parents[1])
+    assert time.time() - start < 10
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot open storage postgresql://tunectl:***@127.0.0.1" in lines[0]
+    assert "Connection refused" in lines[0] and "Sekrit-42" not in result.stderr + result.stdout

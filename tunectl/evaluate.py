@@ -1,0 +1,258 @@
+"""The one recorded look at the test set (`tunectl evaluate`) and a trial's export (`tunectl export`).
+
+Neither `train.py` (which knows no studies) nor `tune.py` (which never holds the test
+split) owns these. Here a study is read as plain data from `tune.py`, its split is
+rebuilt *with* the test part and proven identical by the manifest hashes, and the
+chosen trial's checkpoint is evaluated. Every look at the test set is appended to
+`studies/<study>/evaluations.json`, because a test error you have looked at twice
+(and chosen by) is no longer an unbiased estimate of the error on new data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tunectl import studies
+from tunectl.errors import ConfigError, StudyError
+
+EVALUATIONS = "evaluations.json"
+REUSED_WARNING = ("the test set was evaluated before: this test error is no longer an unbiased estimate of the "
+                  "error on new data (every look is in {path})")
+
+
+# ----------------------------------------------------------------------------- reading a study
+
+
+@dataclasses.dataclass
+class Chosen:
+    study: str
+    folder: Path
+    meta: dict[str, Any]  # the study's 'tunectl' record: data, manifest, space, ...
+    record: dict[str, Any]  # tune.trial_record of the chosen trial
+    kept: list[int]  # complete trials whose checkpoint file is on disk, best first
+
+    @property
+    def checkpoint(self) -> Path | None:
+        from tunectl.tune import checkpoint_path
+
+        return checkpoint_path(self.folder, self.record)
+
+
+def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT, storage: str | None = None) -> Chosen:
+    """The study's best complete trial, or trial `trial` (which must be complete)."""
+    from tunectl.tune import ATTR, checkpoint_path, open_study, trial_record
+
+    st = open_study(study, storage, root)
+    meta = st.user_attrs.get(ATTR)
+    if not meta:
+        raise StudyError(f"study '{study}' was not made by tunectl; evaluate a study from `tunectl studies`")
+    folder = studies.study_dir(study, Path(root))
+    records = [trial_record(t) for t in st.get_trials(deepcopy=False)]
+    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
+    kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
+    if not complete:
+        raise StudyError(f"study '{study}' has no complete trial yet; run `tunectl tune --study {study}` first")
+    if trial is None:
+        record = complete[0]
+    else:
+        found = [r for r in records if r["number"] == trial]
+        if not found:
+            raise StudyError(f"study '{study}' has no trial {trial}; its trials are 0..{len(records) - 1} "
+                             f"(see `tunectl show {study}`)")
+        record = found[0]
+        if record["state"] != "COMPLETE":
+            raise StudyError(f"trial {trial} of '{study}' is {record['state'].lower()} ({record['reason']}); "
+                             f"choose a complete trial, e.g. the best: --trial {complete[0]['number']}")
+    return Chosen(study, folder, meta, record, kept)
+
+
+def study_splits(meta: dict[str, Any], include_test: bool):
+    """The study's split, rebuilt from its data settings and seed, checked against its manifest."""
+    from tunectl.data import DataSpec, load_splits, parse_split, same_split
+
+    d = meta["data"]
+    split = d.get("split")
+    ratios = parse_split(split) if isinstance(split, str) else (tuple(split) if split else None)
+    spec = DataSpec(d["dataset"], str(d.get("data_dir", "data")), False, d.get("target"), d.get("task"),
+                    d.get("image_size"))
+    splits = load_splits(spec, ratios, int(d.get("split_seed", 0)), 1.0, include_test=include_test)
+    if not same_split(meta["manifest"], splits.manifest):
+        raise StudyError(
+            f"the data no longer produce the study's split (split hash mismatch for {d['dataset']}): the data "
+            f"changed since tuning; restore the original data, or tune a new study on the new data"
+        )
+    return splits
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _evaluations(folder: Path) -> list[dict[str, Any]]:
+    path = folder / EVALUATIONS
+    if not path.exists():
+        return []
+    try:
+        looks = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        looks = None
+    if not isinstance(looks, list):
+        # never start a fresh record over a damaged one: that would hide earlier looks at the test set
+        raise StudyError(f"{path}: damaged (not a JSON list); repair it or move it aside, then evaluate again")
+    return looks
+
+
+def evaluate_study(study: str, trial: int | None = None, refit: bool = False, root: Path | str = studies.ROOT,
+                   storage: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """Evaluate the chosen trial on test, dev and train once, and record that look."""
+    import torch
+
+    from tunectl.config import from_dict
+    from tunectl.models import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from tunectl.train import evaluate, fit, pick_device
+
+    c = choose(study, trial, root, storage)
+    rec, n = c.record, c.record["number"]
+    looks = _evaluations(c.folder)  # a damaged record refuses before any work
+    ckpt = None
+    if not refit:
+        if c.checkpoint is None:
+            kept = ", ".join(map(str, c.kept)) or "none"
+            raise StudyError(f"trial {n} of '{study}' kept no weights (only the best few complete trials do; "
+                             f"kept: {kept}); add --refit to retrain it, or choose a kept --trial")
+        ckpt = load_checkpoint(c.checkpoint)  # weights_only: a planted file is refused, not run
+        if ckpt.get("manifest") and ckpt["manifest"].get("hashes") != c.meta["manifest"].get("hashes"):
+            raise StudyError(f"{c.checkpoint}: was trained on another split than study '{study}'; "
+                             f"it does not belong to this study")
+    splits = study_splits(c.meta, include_test=True)
+    dev_ = torch.device(device) if device else pick_device()
+    x_test, y_test = splits.test
+    model_path = c.checkpoint
+    if refit:
+        epochs = int(rec.get("best_epoch") or 0)
+        if epochs < 1:
+            raise StudyError(f"trial {n} of '{study}' records no best epoch; it cannot be refit")
+        cfg = from_dict(rec["config"]).replace(epochs=epochs, patience=0)
+        # train+dev with the study's scaling (training statistics), for the epochs dev chose
+        both = dataclasses.replace(splits, x_train=torch.cat([splits.x_train, splits.x_dev]),
+                                   y_train=torch.cat([splits.y_train, splits.y_dev]))
+        hist = fit(cfg, both, device=dev_, keep_last=True)
+        if hist.model is None:
+            raise StudyError(f"the refit of trial {n} diverged (loss became NaN); evaluate without --refit")
+        model = hist.model
+        model_path = c.folder / "refit" / f"trial-{n}.pt"  # the model to use: trained on all but the test split
+        save_checkpoint(model_path, hist.checkpoint({"data": c.meta["data"], "trial": n, "refit": True,
+                                                     "manifest": splits.manifest}))
+    else:
+        model, cfg = model_from_checkpoint(ckpt)
+        model = model.to(dev_)
+    err = lambda x, y: evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]  # noqa: E731
+    test_error = err(x_test, y_test)
+    train_error = err(both.x_train, both.y_train) if refit else err(splits.x_train, splits.y_train)
+    # after a refit the dev split was trained on: its error is not a held-out number
+    dev_error = None if refit else err(splits.x_dev, splits.y_dev)
+    evaluated_before = bool(looks)
+    path = c.folder / EVALUATIONS
+    look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
+            "dev_error": dev_error, "train_error": train_error}
+    c.folder.mkdir(parents=True, exist_ok=True)
+    studies.write_json(path, [*looks, look])
+    return {
+        "study": study,
+        "trial": n,
+        "refit": refit,
+        "test_error": test_error,
+        "dev_error": dev_error,
+        "train_error": train_error,
+        "trained_on": "train+dev" if refit else "train",
+        "epochs": cfg.epochs if refit else rec.get("best_epoch"),
+        "tuned_dev_error": rec.get("dev_error"),
+        "evaluated_before": evaluated_before,
+        "evaluations": len(looks) + 1,
+        "warning": REUSED_WARNING.format(path=path) if evaluated_before else None,
+        "task": splits.task,
+        "sizes": splits.manifest["sizes"],
+        "model": str(model_path),
+        "record": str(path),
+    }
+
+
+# ----------------------------------------------------------------------------- export
+
+
+README = """# {study}, trial {trial}
+
+Exported by `tunectl export` on {time}.
+
+| | |
+|---|---|
+| dev error | {dev_error} (best epoch {best_epoch} of {epochs}) |
+| train error | {train_error} |
+| data | `{dataset}`, split seed {split_seed}, sizes {sizes} |
+| params | {params} |
+
+Reproduce the trial (same data, same seed; on the CPU the dev error comes out identical):
+
+```
+tunectl train --params {params_path}
+```
+
+- `params.yaml`: every TrainConfig field and a `data:` section (data set, split seed); the command above reads it.
+- `model.pt`: the trial's weights at its best epoch, a tunectl checkpoint (plain tensors and settings,
+  loaded with `weights_only=True`). In Python:
+  `from tunectl.models import load_checkpoint, model_from_checkpoint; model, cfg = model_from_checkpoint(load_checkpoint("{model_path}"))`.
+  Inputs are standardized with the training split's mean and standard deviation, as `tunectl train` does.
+- `split.json`: the split manifest (seed, sizes, a hash of each split's indices, a hash of the data).
+{transfer}"""
+
+
+def export_trial(study: str, out: Path | str, trial: int | None = None, root: Path | str = studies.ROOT,
+                 storage: str | None = None) -> dict[str, Any]:
+    """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint."""
+    import shutil
+
+    from tunectl.config import from_dict
+    from tunectl.models import load_checkpoint
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: exists and is not an empty folder; give a new folder (export never overwrites)")
+    c = choose(study, trial, root, storage)
+    rec, n = c.record, c.record["number"]
+    if c.checkpoint is None:
+        kept = ", ".join(map(str, c.kept)) or "none"
+        raise StudyError(f"trial {n} of '{study}' kept no weights (only the best complete trials do; kept: {kept}); "
+                         f"export one of those with --trial")
+    load_checkpoint(c.checkpoint)  # refuse anything that is not a tunectl checkpoint before copying it
+    cfg = from_dict(rec["config"])
+    data = {k: c.meta["data"][k] for k in studies.DATA_KEYS if c.meta["data"].get(k) is not None}
+    out.mkdir(parents=True, exist_ok=True)
+    studies.write_text(out / "params.yaml", studies.params_text(cfg, data))
+    tmp = out / ".model.pt.tmp"
+    shutil.copyfile(c.checkpoint, tmp)
+    tmp.replace(out / "model.pt")
+    studies.write_json(out / "split.json", c.meta["manifest"])
+    transfer = ""
+    if cfg.model == "transfer":
+        transfer = (f"\nThis is a transferred model: reproducing it needs the source checkpoint `{cfg.init_from}` "
+                    f"(init_from in params.yaml) at that path.\n")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    studies.write_text(out / "README.md", README.format(
+        study=study, trial=n, time=time.strftime("%Y-%m-%d %H:%M:%S"), dev_error=fmt(rec.get("dev_error")),
+        train_error=fmt(rec.get("train_error")), best_epoch=rec.get("best_epoch"), epochs=rec.get("epochs"),
+        dataset=data.get("dataset"), split_seed=data.get("split_seed", 0), sizes=c.meta["manifest"].get("sizes"),
+        params=", ".join(f"{k}={v}" for k, v in (rec.get("params") or {}).items()) or "-",
+        params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))
+    return {
+        "study": study,
+        "trial": n,
+        "out": str(out),
+        "files": ["params.yaml", "model.pt", "split.json", "README.md"],
+        "dev_error": rec.get("dev_error"),
+        "train_error": rec.get("train_error"),
+        "params": rec.get("params"),
+        "command": f"tunectl train --params {out / 'params.yaml'}",
+    }
