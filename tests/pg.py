@@ -77,7 +77,11 @@ class Server:
             self.stop()
             raise
         pwfile.unlink()
-        self._create_db()
+        try:
+            self._create_db()
+        except Exception as e:  # noqa: BLE001 - no driver, or a server that will not take a database
+            self.stop()
+            raise Unavailable(f"could not create the database: {type(e).__name__}: {e}") from None
 
     @property
     def url(self) -> str:

@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tunectl.cli import app
-from tunectl.diagnose import Thresholds, curve_evidence, diagnose, next_space
+from tunectl.diagnose import Thresholds, curve_evidence, diagnose
 from tunectl.report import diagnosis_panel
 from tunectl.space import load_space
 
@@ -128,11 +128,14 @@ def test_a_big_unregularized_network_on_little_data_has_high_variance(tmp_path):
     acts = texts(doc)
     assert "dropout 0 → try 0.1–0.5" in acts and "weight_decay 0 → try 1e-05–0.01" in acts
     assert "augment none" in acts and "--data-curve" in acts
-    # from a run folder, the next space is built around its config and holds the rest fixed
-    sp, comments = next_space(diagnose(doc["train_error"], doc["dev_error"], config={"depth": 2, "width": 256, "lr": 3e-3},
-                                       image=True), {"depth": 2, "width": 256, "lr": 3e-3}, None, "digits")
-    assert sp.fixed["width"] == 256 and sp.params["dropout"]["low"] == 0.1 and "weight_decay" in sp.params
-    assert any(c.startswith("dropout: 0 (fixed)") or c.startswith("dropout: 0.0 (not searched)") for c in comments)
+    # from a run folder, the next space is built around its config and holds the rest of it fixed
+    nxt = tmp_path / "next.yaml"
+    parse_json(invoke("diagnose", out, "--next-space", nxt, "--json"))
+    sp = load_space(nxt)
+    assert sp.fixed["width"] == 256 and "depth" not in sp.fixed and sp.epochs == 10  # depth 2 is the default
+    assert sp.params["dropout"] == {"type": "float", "low": 0.1, "high": 0.5}
+    assert sp.params["weight_decay"]["log"] and sp.params["augment"]["choices"] == ["light", "strong"]
+    assert "# dropout: 0 (not searched) → 0.1–0.5: regularization" in nxt.read_text()
 
 
 def test_the_data_curve_on_a_real_run(tiny_run):
@@ -185,6 +188,7 @@ def test_a_study_diagnosis_names_its_parameters_and_its_next_space_runs(tiny_stu
     assert json.loads(r.stdout)["states"]["COMPLETE"] == 1
 
 
+@pytest.mark.slow
 def test_study_wide_verdicts_in_show_and_diagnose_all(tiny_study):
     root, summary = tiny_study
     doc = parse_json(invoke("diagnose", "tiny", "--root", root, "--all", "--json"))
@@ -196,17 +200,17 @@ def test_study_wide_verdicts_in_show_and_diagnose_all(tiny_study):
     assert table.exit_code == 0 and "diagnosis" in table.stdout and "bias" in table.stdout
     one = parse_json(invoke("diagnose", "tiny", "--root", root, "--trial", "1", "--json"))
     assert one["source"]["trial"] == 1 and one["curve"] and len(one["curve"]) == 2
+    missing = invoke("diagnose", "tiny", "--trial", "99", "--root", root)
+    assert missing.exit_code == 2 and "has no trial 99" in missing.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["nope"], "neither a run folder"),
-    (["tiny", "--trial", "99"], "has no trial 99"),
     (["tiny", "--bias-threshold", "-1"], "--bias-threshold"),
     (["tiny", "--all", "--data-curve"], "--all"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tiny_study, args, message):
-    root, _ = tiny_study
-    r = invoke("diagnose", *args, "--root", root)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    r = invoke("diagnose", *args, "--root", tmp_path)
     assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import pg
@@ -72,14 +73,12 @@ def invoke(*args, cwd: Path | None = None):
         os.chdir(old)
 
 
-def create_study(url: str, name: str, folder: Path, space_text: str = SPACE, **kw):
+def create_study(url: str, name: str, folder: Path, **kw):
     """The first worker's part: the study on the server, holding everything others need."""
     from tunectl.space import parse_space
     from tunectl.tune import TuneSettings, prepare
 
-    import yaml
-
-    space = parse_space(yaml.safe_load(space_text), "space.yaml")
+    space = parse_space(yaml.safe_load(SPACE), "space.yaml")
     settings = TuneSettings(space, {"dataset": "digits", "data_dir": "data", "split_seed": 0}, name, url,
                             str(folder / "studies"), **kw)
     prepare(settings)
@@ -94,65 +93,23 @@ def worker(url: str, name: str, cwd: Path, *extra: str) -> subprocess.Popen:
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def trials_of(url: str, name: str):
-    from tunectl.tune import open_study, trial_record
-
-    return [trial_record(t) for t in open_study(name, url).get_trials(deepcopy=False)]
-
-
 @pytest.mark.slow
-def test_three_workers_share_one_study(pg_url, tmp_path):
+def test_workers_share_one_study_and_retry_a_killed_workers_trial(pg_url, tmp_path):
+    """A worker is killed (-9) mid-trial; then three workers on three "machines" finish the study.
+
+    All of them join with only --storage and --study: the space and data come from the study.
+    One process set-up costs several seconds of imports, so one scenario covers both claims.
+    """
     from tunectl.models import load_checkpoint
     from tunectl.tune import checkpoint_path
 
-    name, shared = unique("three"), tmp_path / "shared-artifacts"
+    name, shared, target = unique("workers"), tmp_path / "shared-artifacts", 6
     create_study(pg_url, name, tmp_path / "first", artifacts=str(shared))
-    target = 6
-    procs = [worker(pg_url, name, tmp_path / f"machine{i}", "--trials", str(target)) for i in range(3)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-2000:]
-    docs = [json.loads(out) for out, _ in outs]
-
-    records = trials_of(pg_url, name)
-    numbers = sorted(r["number"] for r in records)
-    assert numbers == list(range(len(records)))  # no duplicate numbers, none missing
-    states = [r["state"] for r in records]
-    assert all(s in ("COMPLETE", "PRUNED") for s in states), states  # every trial accounted for
-    assert target <= len(records) <= target + 2  # each worker stops at the target (one may be mid-trial)
-    workers = {r.get("worker") for r in trial_attrs(pg_url, name)}
-    assert len(workers) >= 2, workers  # the trials were shared out
-    assert all(d["study"] == name and d["n_trials"] >= target for d in docs)
-
-    # the best is the same from every worker's folder (no shared folder: it comes from the server)
-    best = min((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
-    for i in range(3):
-        result = invoke("show", name, "--storage", pg_url, "--json", cwd=tmp_path / f"machine{i}")
-        assert result.exit_code == 0, result.stderr
-        shown = json.loads(result.stdout)["best"]
-        assert (shown["number"], shown["value"]) == (best["number"], best["value"])
-
-    # the checkpoints went to the shared artifact folder; only the best few stay
-    assert 1 <= len(list(shared.iterdir())) <= 3 + 1  # +1: two trials finishing at the same moment
-    path = checkpoint_path(tmp_path / "first" / "studies" / name, best)
-    assert path is not None and path.parent == shared.resolve()
-    assert load_checkpoint(path)["trial"] == best["number"]
-
-
-def trial_attrs(url: str, name: str):
-    from tunectl.tune import open_study
-
-    return [t.user_attrs for t in open_study(name, url).get_trials(deepcopy=False)]
-
-
-@pytest.mark.slow
-def test_a_killed_workers_trial_is_retried_by_another(pg_url, tmp_path):
-    name = unique("killed")
-    create_study(pg_url, name, tmp_path / "first", pruner="none", heartbeat=1)
-    victim = worker(pg_url, name, tmp_path / "a", "--trials", "1", "--heartbeat", "1")
+    victim = worker(pg_url, name, tmp_path / "victim", "--trials", str(target), "--heartbeat", "1")
     deadline = time.time() + 120
     while time.time() < deadline:  # mid-trial: running, its config chosen (so its heartbeat has begun)
-        if any(t["state"] == "RUNNING" and t["config"] for t in trials_of(pg_url, name)):
+        running = [t for t in trial_attrs(pg_url, name) if t["state"] == "RUNNING" and t["config"]]
+        if running:
             break
         assert victim.poll() is None, victim.communicate()[1][-2000:]
         time.sleep(0.2)
@@ -160,18 +117,50 @@ def test_a_killed_workers_trial_is_retried_by_another(pg_url, tmp_path):
         pytest.fail("the worker never started a trial")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    time.sleep(3.5)  # 3 heartbeats missed: stale for every worker with --heartbeat 1
+    time.sleep(3.5)  # three heartbeats missed: stale for any worker with --heartbeat 1
 
-    rescuer = worker(pg_url, name, tmp_path / "b", "--trials", "1", "--heartbeat", "1")
-    out, err = rescuer.communicate(timeout=240)
-    assert rescuer.returncode == 0, err[-2000:]
-    records = {r["number"]: r for r in trials_of(pg_url, name)}
-    attrs = trial_attrs(pg_url, name)
-    assert records[0]["state"] == "FAIL" and records[0]["reason"] == "worker died"
-    assert records[1]["state"] == "COMPLETE" and records[1]["retry_of"] == 0
-    assert records[1]["params"] == records[0]["params"]
-    assert attrs[0]["worker"] != attrs[1]["worker"]
-    assert json.loads(out)["states"]["COMPLETE"] == 1
+    procs = [worker(pg_url, name, tmp_path / f"machine{i}", "--trials", str(target), "--heartbeat", "1")
+             for i in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert password(pg_url) not in out + err
+    docs = [json.loads(out) for out, _ in outs]
+    assert all(d["storage"] == pg_url.replace(password(pg_url), "***") for d in docs)
+    assert all(d["study"] == name and d["n_trials"] >= target for d in docs)
+
+    records = trial_attrs(pg_url, name)
+    assert [r["number"] for r in records] == list(range(len(records)))  # no duplicate numbers, none missing
+    killed, rest = records[0], records[1:]
+    assert killed["state"] == "FAIL" and killed["reason"] == "worker died"
+    assert all(r["state"] in ("COMPLETE", "PRUNED") for r in rest), [r["state"] for r in rest]  # all accounted for
+    assert target <= len(rest) <= target + 2  # each worker stops at the target (the others may be mid-trial)
+    retried = [r for r in rest if r["retry_of"] == 0]
+    assert len(retried) == 1 and retried[0]["params"] == killed["params"]
+    assert retried[0]["worker"] != killed["worker"]
+    assert len({r["worker"] for r in rest}) >= 2  # the trials were shared out
+
+    # the best is the same from every worker's folder: it comes from the server, not a file
+    best = min((r for r in rest if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+    for i in range(3):
+        result = invoke("show", name, "--storage", pg_url, "--json", cwd=tmp_path / f"machine{i}")
+        assert result.exit_code == 0, result.stderr
+        shown = json.loads(result.stdout)["best"]
+        assert (shown["number"], shown["value"]) == (best["number"], best["value"])
+
+    # checkpoints went to the shared artifact folder (the study's, given to no worker); the best few stay
+    assert 1 <= len(list(shared.iterdir())) <= 3 + 1  # +1: two trials finishing at the same moment
+    path = checkpoint_path(tmp_path / "first" / "studies" / name, best)
+    assert path is not None and path.parent == shared.resolve()
+    assert load_checkpoint(path)["trial"] == best["number"]
+
+
+def trial_attrs(url: str, name: str) -> list[dict]:
+    """trial_record + the worker that ran each trial, in trial-number order."""
+    from tunectl.tune import open_study, trial_record
+
+    return [{**trial_record(t), "worker": t.user_attrs.get("worker")}
+            for t in sorted(open_study(name, url).get_trials(deepcopy=False), key=lambda t: t.number)]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +182,7 @@ def test_a_worker_with_other_data_is_refused(pg_url, small_study):
     assert "do not produce the study's split" in result.stderr and "split seed 0" in result.stderr
     result = invoke("tune", "--study", name, "--storage", pg_url, "--trials", "3", "--dataset", "iris", cwd=folder)
     assert result.exit_code == 2 and "started on data set 'digits', not 'iris'" in result.stderr
-    assert len(trials_of(pg_url, name)) == 2  # nothing ran
+    assert len(trial_attrs(pg_url, name)) == 2  # nothing ran
 
 
 def test_the_password_is_never_printed(pg_url, small_study):
@@ -228,3 +217,41 @@ def test_an_unreachable_server_is_one_line_in_seconds(command):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot open storage postgresql://tunectl:***@127.0.0.1" in lines[0]
     assert "Connection refused" in lines[0] and "Sekrit-42" not in result.stderr + result.stdout
+
+
+def fresh_schema(url: str) -> str:
+    """`url` with its own empty schema: a database as fresh as a new one, without CREATE DATABASE."""
+    import psycopg2
+
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+    con = psycopg2.connect(url, connect_timeout=10)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    con.close()
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_workers_starting_together_on_a_fresh_database_all_get_in(kind, request, tmp_path):
+    """Each worker's first connection creates Optuna's tables; started together, all but one used
+    to lose that race (duplicate key / table already exists) and exit."""
+    import threading
+
+    from tunectl.studies import open_storage
+
+    url = fresh_schema(request.getfixturevalue("pg_url")) if kind == "postgresql" else f"sqlite:///{tmp_path}/s.db"
+    errors: list[str] = []
+
+    def join() -> None:
+        try:
+            open_storage(url)
+        except Exception as e:  # noqa: BLE001 - collected, asserted below
+            errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=join) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -26,6 +26,8 @@ EXIT_RUNTIME, EXIT_BAD_INPUT = 1, 2
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     """One line on stderr and a non-zero exit: never a traceback."""
+    # a message quoting the user's input (a YAML key, a file name) may hold a line break: show it escaped
+    message = str(message).replace("\r", "\\r").replace("\n", "\\n")
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
 
@@ -264,7 +266,7 @@ def tune(
             from tunectl.html_report import report_study
 
             report_path = report_study(name, settings.storage, settings.root)
-            stderr.print(f"report: {report_path}")
+            stderr.print(f"report: {report_path}", soft_wrap=True)
         if json_out:
             return print_json({**summary_json(summary), **({"report": str(report_path)} if report_path else {})})
         if summary["interrupted"]:
@@ -359,11 +361,12 @@ def evaluate(
         table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", "dev", "train")))
         stdout.print(table)
         if r["refit"]:
-            stdout.print(f"Refit: trained on train+dev for {r['epochs']} epochs (the trial's best epoch); train error "
-                         f"is on train+dev, and dev, trained on, has no held-out error. Model: {r['model']}")
-        stdout.print(f"[dim]Look {r['evaluations']} at the test set, recorded in {r['record']}.[/]")
+            stdout.print(f"Refit on train+dev for {r['epochs']} epochs (the trial's best epoch count): train error is "
+                         f"on train+dev; dev was trained on, so it has no held-out error.")
+            stdout.print(f"Model: {r['model']}", soft_wrap=True)
+        stdout.print(f"[dim]Look {r['evaluations']} at the test set, recorded in {r['record']}.[/]", soft_wrap=True)
         if r["evaluated_before"]:
-            stdout.print(f"[yellow]Warning: {r['warning']}.[/]")
+            stdout.print(f"[yellow]Warning: {r['warning']}.[/]", soft_wrap=True)
 
 
 @app.command()
@@ -385,8 +388,8 @@ def export(
             return print_json(r)
         stdout = consoles(False)[0]
         stdout.print(f"Exported trial {r['trial']} of {r['study']} (dev error {fmt(r['dev_error'])}) to {r['out']}/: "
-                     f"{', '.join(r['files'])}")
-        stdout.print(f"Reproduce it with: [bold]{r['command']}[/]")
+                     f"{', '.join(r['files'])}", soft_wrap=True)
+        stdout.print(f"Reproduce it with: [bold]{r['command']}[/]", soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- diagnose (issue 4)
@@ -494,7 +497,7 @@ def report(
         path = report_study(study, storage, root, out)
         if json_out:
             return print_json({"study": study, "report": str(path)})
-        consoles(False)[0].print(f"report written to {path}")
+        consoles(False)[0].print(f"report written to {path}", soft_wrap=True)
 
 
 @app.command()
@@ -516,7 +519,8 @@ def dashboard(
 
         open_study(study, storage, root)  # a missing study is one clear line, not an empty dashboard
         url = storage or studies.default_storage_url(study, root)
-        consoles(False)[1].print(f"optuna-dashboard: http://{host}:{port}/dashboard  (study '{study}'; Ctrl-C stops it)")
+        consoles(False)[1].print(f"optuna-dashboard: http://{host}:{port}/dashboard  (study '{study}'; Ctrl-C stops it)",
+                                 soft_wrap=True)
         try:
             optuna_dashboard.run_server(studies.open_storage(url, None, create=False), host=host, port=port)
         except KeyboardInterrupt:

@@ -89,6 +89,10 @@ def coerce(name: str, value: Any) -> Any:
             if isinstance(value, str):
                 if name == "batch_size" and value.strip().lower() == "full":
                     return 0  # the full batch
+                try:
+                    return int(value)  # exactly: a seed past 2**53 must not go through a float
+                except ValueError:
+                    pass
                 as_float = float(value)  # accept '1e3' and '64.0'
                 if not as_float.is_integer():
                     raise ValueError

@@ -145,7 +145,9 @@ def curve_evidence(curve: list[dict[str, Any]], noise: float) -> list[dict[str, 
                     "text": f"training loss flat from the start ({losses[0]:.3g} → {losses[-1]:.3g}): "
                             "the learning rate (too small, or too large to settle) or the initialization"})
     k = min(range(len(dev)), key=dev.__getitem__)  # the best epoch (first of ties)
-    if len(rows) - 1 - k >= 2 and dev[-1] > dev[k] + 2 * noise and losses[-1] < losses[k]:
+    train_err = rows[-1].get("train_error")
+    gap = not _finite(train_err) or dev[-1] > train_err  # a dev error above train error, not just noise
+    if len(rows) - 1 - k >= 2 and dev[-1] > dev[k] + 2 * noise and losses[-1] < losses[k] and gap:
         out.append({"kind": "overfitting", "epoch": rows[k]["epoch"],
                     "text": f"dev error rose from epoch {rows[k]['epoch']} ({dev[k]:.4g} → {dev[-1]:.4g}) while the "
                             "training loss kept falling: overfitting from there; early stopping would end it"})
@@ -233,10 +235,6 @@ def _where(space: dict[str, Any] | None, name: str) -> str:
     return f" (searched {_spec_text(s)})" if s else ""
 
 
-def _cnn_change() -> dict[str, Any]:
-    return {"model": "cnn"}
-
-
 def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, kinds: set[str]) -> list[dict]:
     acts = []
     w, depth = c["width"], c["depth"]
@@ -256,7 +254,7 @@ def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, 
                      {"epochs": 2 * epochs}))
     if image and c["model"] == "mlp":
         acts.append(_act("architecture", "another architecture: a ConvNet for image data (model mlp → cnn; "
-                         "see searchspaces/cnn.yaml)", "model", "mlp", _cnn_change()))
+                         "see searchspaces/cnn.yaml)", "model", "mlp", {"model": "cnn"}))
     if c["dropout"] > 0.01:
         p = c["dropout"]
         acts.append(_act("less_regularization", f"less regularization: dropout {_v(p)} → try 0–{_v(p / 2)}"
@@ -300,7 +298,7 @@ def _variance_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bo
                          f"{overfit_epoch})", "patience", 0, {"fixed": {"patience": pat}}))
     if image and c["model"] == "mlp":
         acts.append(_act("architecture", "another architecture: a ConvNet shares weights across the image and "
-                         "overfits less (model mlp → cnn)", "model", "mlp", _cnn_change()))
+                         "overfits less (model mlp → cnn)", "model", "mlp", {"model": "cnn"}))
     return acts
 
 
@@ -315,7 +313,8 @@ def recommend(d: Diagnosis, c: dict[str, Any], space: dict[str, Any] | None, ima
     elif "flat_loss" in kinds:
         acts.append(_act("learning_rate", f"search the learning rate widely: lr {_v(lr)} → try {_v(lr / 100)}–"
                          f"{_v(min(1.0, lr * 100))} (log); with activation {c['activation']} the initialization is "
-                         f"{'He' if c['activation'] in ('relu', 'leaky_relu') else 'Xavier'}, so check the inputs' scale too",
+                         f"{'He' if c['activation'] in ('relu', 'leaky_relu') else 'Xavier'}, so check the inputs' "
+                         "scale too",
                          "lr", lr, {"param": "lr", "spec": _float(lr / 100, lr * 100, log=True, cap=1.0)}))
     overfit = next((e["epoch"] for e in d.evidence if e["kind"] == "overfitting"), None)
     if d.diagnosis in ("high_bias", "high_bias_high_variance"):
@@ -377,7 +376,8 @@ def next_space(d: Diagnosis, config: dict[str, Any], space: dict[str, Any] | Non
             old = params.get(name)
             if old and "when" in old:
                 spec["when"] = old["when"]
-            before = _spec_text(old) if old else f"{fixed.pop(name)} (fixed)" if name in fixed else f"{_v(a['now'])} (not searched)"
+            before = _spec_text(old) if old else \
+                f"{fixed.pop(name)} (fixed)" if name in fixed else f"{_v(a['now'])} (not searched)"
             params[name] = spec
             changed.add(name)
             comments.append(f"{name}: {before} → {_spec_text(spec)}: {why}")
@@ -451,6 +451,9 @@ def diagnose_subject(s: dict[str, Any], human_error: float | None = None, thresh
                  thresholds, config=s["config"], space=s.get("space"),
                  image=is_image_data(s.get("data", {}).get("dataset")), data_curve=data_curve)
     d.source = dict(s["source"])
+    if d.source.get("state") == "PRUNED":
+        d.evidence.insert(0, {"kind": "pruned", "text": f"this trial was {d.source.get('reason') or 'pruned'}: its "
+                              "numbers are those of a model stopped early, not of one trained to the end"})
     if s["task"] == "regression" and human_error is None:
         d.evidence.append({"kind": "no_human_error", "text": "no --human-error: the avoidable bias counts all of the "
                            "train RMSE, noise included; give the error an expert would make, in the target's units"})
@@ -473,7 +476,7 @@ def study_verdicts(records: list[dict[str, Any]], meta: dict[str, Any], human_er
 def study_overview(records: list[dict[str, Any]], meta: dict[str, Any], study: str, human_error: float = 0.0,
                    thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
     """`diagnose STUDY --all`: how many complete trials are bias- or variance-limited."""
-    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["dev_error"] or math.inf)
+    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: math.inf if r["dev_error"] is None else r["dev_error"])
     verdicts = study_verdicts(complete, meta, human_error, thresholds)
     counts = {v: sum(x == v for x in verdicts.values()) for v in VERDICTS}
     manifest = meta.get("manifest", {})

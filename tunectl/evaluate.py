@@ -110,9 +110,8 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     """Evaluate the chosen trial on test, dev and train once, and record that look."""
     import torch
 
-    from tunectl.config import from_dict
-    from tunectl.models import load_checkpoint, model_from_checkpoint, save_checkpoint
-    from tunectl.train import evaluate, fit, pick_device
+    from tunectl.models import load_checkpoint, model_from_checkpoint
+    from tunectl.train import evaluate, pick_device
 
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
@@ -124,34 +123,19 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
             raise StudyError(f"trial {n} of '{study}' kept no weights (only the best few complete trials do; "
                              f"kept: {kept}); add --refit to retrain it, or choose a kept --trial")
         ckpt = load_checkpoint(c.checkpoint)  # weights_only: a planted file is refused, not run
-        if ckpt.get("manifest") and ckpt["manifest"].get("hashes") != c.meta["manifest"].get("hashes"):
-            raise StudyError(f"{c.checkpoint}: was trained on another split than study '{study}'; "
-                             f"it does not belong to this study")
     splits = study_splits(c.meta, include_test=True)
+    if ckpt is not None and ckpt.get("manifest") and ckpt["manifest"].get("hashes") != splits.manifest["hashes"]:
+        raise StudyError(f"{c.checkpoint}: was trained on another split than study '{study}'; "
+                         f"it does not belong to this study")
     dev_ = torch.device(device) if device else pick_device()
-    x_test, y_test = splits.test
-    model_path = c.checkpoint
     if refit:
-        epochs = int(rec.get("best_epoch") or 0)
-        if epochs < 1:
-            raise StudyError(f"trial {n} of '{study}' records no best epoch; it cannot be refit")
-        cfg = from_dict(rec["config"]).replace(epochs=epochs, patience=0)
-        # train+dev with the study's scaling (training statistics), for the epochs dev chose
-        both = dataclasses.replace(splits, x_train=torch.cat([splits.x_train, splits.x_dev]),
-                                   y_train=torch.cat([splits.y_train, splits.y_dev]))
-        hist = fit(cfg, both, device=dev_, keep_last=True)
-        if hist.model is None:
-            raise StudyError(f"the refit of trial {n} diverged (loss became NaN); evaluate without --refit")
-        model = hist.model
-        model_path = c.folder / "refit" / f"trial-{n}.pt"  # the model to use: trained on all but the test split
-        save_checkpoint(model_path, hist.checkpoint({"data": c.meta["data"], "trial": n, "refit": True,
-                                                     "manifest": splits.manifest}))
+        model, epochs, model_path, fit_on = _refit(c, splits, dev_)
     else:
-        model, cfg = model_from_checkpoint(ckpt)
-        model = model.to(dev_)
+        model, _ = model_from_checkpoint(ckpt)
+        model, epochs, model_path, fit_on = model.to(dev_), rec.get("best_epoch"), c.checkpoint, splits
     err = lambda x, y: evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]  # noqa: E731
-    test_error = err(x_test, y_test)
-    train_error = err(both.x_train, both.y_train) if refit else err(splits.x_train, splits.y_train)
+    test_error = err(*splits.test)
+    train_error = err(fit_on.x_train, fit_on.y_train)
     # after a refit the dev split was trained on: its error is not a held-out number
     dev_error = None if refit else err(splits.x_dev, splits.y_dev)
     evaluated_before = bool(looks)
@@ -168,7 +152,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "dev_error": dev_error,
         "train_error": train_error,
         "trained_on": "train+dev" if refit else "train",
-        "epochs": cfg.epochs if refit else rec.get("best_epoch"),
+        "epochs": epochs,
         "tuned_dev_error": rec.get("dev_error"),
         "evaluated_before": evaluated_before,
         "evaluations": len(looks) + 1,
@@ -178,6 +162,30 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "model": str(model_path),
         "record": str(path),
     }
+
+
+def _refit(c: Chosen, splits, device):
+    """Retrain the trial's configuration on train+dev for its best epoch count (the usual final step)."""
+    import torch
+
+    from tunectl.config import from_dict
+    from tunectl.models import save_checkpoint
+    from tunectl.train import fit
+
+    n, epochs = c.record["number"], int(c.record.get("best_epoch") or 0)
+    if epochs < 1:
+        raise StudyError(f"trial {n} of '{c.study}' records no best epoch; it cannot be refit")
+    cfg = from_dict(c.record["config"]).replace(epochs=epochs, patience=0)  # same seed: the trial's
+    # train+dev, scaled as in tuning (training statistics); dev chose the epoch count before
+    both = dataclasses.replace(splits, x_train=torch.cat([splits.x_train, splits.x_dev]),
+                               y_train=torch.cat([splits.y_train, splits.y_dev]))
+    hist = fit(cfg, both, device=device, keep_last=True)
+    if hist.model is None:
+        raise StudyError(f"the refit of trial {n} diverged (loss became NaN); evaluate without --refit")
+    path = c.folder / "refit" / f"trial-{n}.pt"  # the model to use: trained on all but the test split
+    save_checkpoint(path, hist.checkpoint({"data": c.meta["data"], "trial": n, "refit": True,
+                                           "manifest": splits.manifest}))
+    return hist.model, epochs, path, both
 
 
 # ----------------------------------------------------------------------------- export
@@ -244,7 +252,8 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
         study=study, trial=n, time=time.strftime("%Y-%m-%d %H:%M:%S"), dev_error=fmt(rec.get("dev_error")),
         train_error=fmt(rec.get("train_error")), best_epoch=rec.get("best_epoch"), epochs=rec.get("epochs"),
         dataset=data.get("dataset"), split_seed=data.get("split_seed", 0), sizes=c.meta["manifest"].get("sizes"),
-        params=", ".join(f"{k}={v}" for k, v in (rec.get("params") or {}).items()) or "-",
+        params=", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in (rec.get("params") or {}).items()) or "-",
         params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))
     return {
         "study": study,

@@ -40,6 +40,7 @@ table.kv th{border:0;padding-right:18px;white-space:nowrap}
 .num{font-variant-numeric:tabular-nums;text-align:right}
 .grid{display:grid;grid-template-columns:auto 1fr;gap:6px 36px}
 h3{font-size:15px;margin:4px 0 6px}
+.grid.glance{grid-template-columns:1fr auto}.glance td{white-space:nowrap}.glance table.kv td{white-space:normal}
 img{max-width:100%;display:block;margin:6px auto}
 .note{background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px;margin:8px 0}
 .warn{background:#fdecea;border-left:4px solid #c62828;padding:6px 10px;margin:8px 0}
@@ -72,7 +73,7 @@ def _png(fig, width: float | None = None, height: float | None = None) -> str:
 
 
 def _optuna_png(draw: Callable[[], Any], width: float, height: float, log_y: bool = False,
-                legend: bool = True, ylabel: str | None = None) -> str:
+                legend: bool = True, ylabel: str | None = None, xlabel: str | None = None) -> str:
     """Draw with one of optuna.visualization.matplotlib's functions (experimental: quiet its warnings),
     then tidy it: a log error axis when errors span decades, no 20-entry legend, readable ticks."""
     import numpy as np
@@ -87,6 +88,8 @@ def _optuna_png(draw: Callable[[], Any], width: float, height: float, log_y: boo
             ax.set_yscale("log")
         if ylabel:
             ax.set_ylabel(ylabel)
+        if xlabel:
+            ax.set_xlabel(xlabel)
         if not legend and ax.get_legend():
             ax.get_legend().remove()
         ax.xaxis.set_minor_formatter(NullFormatter())  # log axes: no crowded minor labels
@@ -197,7 +200,8 @@ def _space_rows(space: dict[str, Any]) -> list[list[Any]]:
         if s["type"] == "categorical":
             rng = ", ".join(map(str, s["choices"]))
         else:
-            rng = f"{s['low']} .. {s['high']}" + (" (log)" if s.get("log") else "") + (f" step {s['step']}" if s.get("step") else "")
+            rng = (f"{s['low']} .. {s['high']}" + (" (log)" if s.get("log") else "")
+                   + (f" step {s['step']}" if s.get("step") else ""))
         when = "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in (s.get("when") or {}).items())
         rows.append([name, s["type"], rng, when or "always"])
     return rows
@@ -206,8 +210,13 @@ def _space_rows(space: dict[str, Any]) -> list[list[Any]]:
 # ----------------------------------------------------------------------------- sections
 
 
-def _glance(s: dict[str, Any], failures: list[dict[str, Any]]) -> str:
+def _glance(s: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    from collections import Counter
+
     st = s["states"]
+    failures = [r for r in records if r["state"] == "FAIL"]
+    # pruned at which epoch, diverged, failed how: the story of the trials that did not finish
+    stopped = Counter(str(r["reason"]).split(":")[0] for r in records if r["state"] in ("PRUNED", "FAIL"))
     sizes = s.get("split") or {}
     space = s.get("space") or {}
     epochs_all = s["epochs_used"] + s["epochs_saved"]
@@ -222,13 +231,14 @@ def _glance(s: dict[str, Any], failures: list[dict[str, Any]]) -> str:
         ("pruner", s.get("pruner") or "-"),
         ("trials", f"{s['n_trials']}: complete {st['COMPLETE']}, pruned {st['PRUNED']}, failed {st['FAIL']}, "
                    f"running {st['RUNNING']}"),
+        ("why trials stopped", "; ".join(f"{k} ×{n}" for k, n in sorted(stopped.items())) or "-"),
         ("wall time", _duration(s.get("wall_seconds"))),
         ("epochs trained", f"{s['epochs_used']} (a trial may run {s.get('max_epochs') or '-'})"),
         ("epochs saved by pruning", saved),
         ("storage", s.get("storage") or "-"),
     ]
     fixed = space.get("fixed") or {}
-    body = (f'<div class="grid"><div>{_kv(facts)}</div><div><h3>Search space</h3>'
+    body = (f'<div class="grid glance"><div>{_kv(facts)}</div><div><h3>Search space</h3>'
             + _table(["param", "type", "range", "searched when"], _space_rows(space))
             + (f"<p>fixed: {e(_params(fixed))}</p>" if fixed else "") + "</div></div>")
     if failures:
@@ -262,10 +272,17 @@ def _best(s: dict[str, Any]) -> str:
     return _section("best", "Best trial", body)
 
 
-def _figure(sid: str, title: str, why: str, draw: Callable[[], str] | None, missing: str) -> str:
+def _figure(sid: str, title: str, why: str, draw: Callable[[], str] | None, missing: str, after: str = "") -> str:
     if draw is None:
         return _section(sid, title, _note(missing))
-    return _section(sid, title, f"<p>{e(why)}</p>" + _img(draw(), title))
+    return _section(sid, title, f"<p>{e(why)}</p>" + _img(draw(), title) + after)
+
+
+def _importance_table(importances: dict[str, float] | None) -> str:
+    if not importances:
+        return ""
+    rows = [[k, f"{v:.3f}"] for k, v in importances.items()]  # the digits `tunectl show` prints
+    return "<details><summary>the numbers</summary>" + _table(["param", "importance"], rows, {1}) + "</details>"
 
 
 def _diagnosis(s: dict[str, Any], d: dict[str, Any] | None, missing: str | None, unit: str) -> str:
@@ -281,7 +298,7 @@ def _diagnosis(s: dict[str, Any], d: dict[str, Any] | None, missing: str | None,
         body = (f'<p class="verdict">Trial {b["number"]}, verdict: {e(verdict)}</p><div class="grid"><div>'
                 + _kv([("human-level error", fmt(d.get("human_error"))), ("train error", fmt(d.get("train_error"))),
                        ("dev error", fmt(d.get("dev_error"))),
-                       ("avoidable bias", f"{fmt(d.get('avoidable_bias'))} (high above {fmt(th.get('bias'))})"),
+                       ("avoidable bias", f"{fmt(d.get('avoidable_bias'))} (threshold {fmt(th.get('bias'))})"),
                        ("variance", f"{fmt(d.get('variance'))} (threshold {fmt(th.get('variance'))})")])
                 + "</div><div>" + body + "</div></div>")
         evidence = [x.get("text", "") for x in d.get("evidence") or [] if isinstance(x, dict)]
@@ -335,7 +352,7 @@ def load_evaluations(folder: Path) -> tuple[list[dict[str, Any]], str | None]:
 def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | None = None,
            diagnosis: dict[str, Any] | None = None, diagnosis_missing: str | None = None,
            evaluations: list[dict[str, Any]] | None = None, evaluations_problem: str | None = None,
-           failures: list[dict[str, Any]] | None = None, verdicts: dict[int, str] | None = None) -> str:
+           records: list[dict[str, Any]] | None = None, verdicts: dict[int, str] | None = None) -> str:
     """The whole report as one HTML string. `study` is the optuna.Study (for Optuna's plots only)."""
     import optuna.visualization.matplotlib as ov
 
@@ -348,30 +365,36 @@ def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | 
     values = [v for t in study.get_trials(deepcopy=False) for v in [t.value, *t.intermediate_values.values()]
               if v is not None and math.isfinite(v)]
     log_y = bool(values) and min(values) > 0 and max(values) / min(values) > 20  # errors spanning decades
+
+    def optuna_plot(fn: Callable[..., Any], width: float, height: float, **tidy: Any) -> Callable[[], str]:
+        return lambda: _optuna_png(fn, width, height, **tidy)
+
+    no_importances = (f"Importances need at least 5 complete trials; this study has {n_complete}." if n_complete < 5
+                      else "Optuna could not compute importances for this study.")
     parts = [
-        _glance(s, failures or []),
+        _glance(s, records or []),
         _leaderboard(s, verdicts or {}),
         _best(s),
         _figure("history", "Optimization history",
                 "Dev error of each complete trial in the order they ran, and the best so far.",
-                (lambda: _optuna_png(lambda: ov.plot_optimization_history(study, **target), 9, 3.4, log_y)) if n_complete else None,
-                "No complete trial yet: no history to plot."),
+                optuna_plot(lambda: ov.plot_optimization_history(study, **target), 9, 3.4, log_y=log_y)
+                if n_complete else None, "No complete trial yet: no history to plot."),
         _figure("intermediate", "Dev error per epoch, every trial",
                 "What the pruner saw: each trial's dev error after each epoch; the short lines are pruned trials.",
-                (lambda: _optuna_png(lambda: ov.plot_intermediate_values(study), 9, 3.4, log_y, legend=False,
-                                              ylabel=f"dev {unit}"))
-                if with_steps else None,
+                optuna_plot(lambda: ov.plot_intermediate_values(study), 9, 3.4, log_y=log_y, legend=False,
+                            ylabel=f"dev {unit}", xlabel="epoch") if with_steps else None,
                 "No trial reported an epoch yet."),
         _figure("importances", "Parameter importances",
-                "How much of the variation in dev error each parameter explains (the same numbers as `tunectl show`).",
-                (lambda: _optuna_png(lambda: ov.plot_param_importances(
-                    study, evaluator=_given_importances(importances), **target), 8, 3.2)) if importances else None,
-                f"Importances need at least 5 complete trials; this study has {n_complete}."),
+                "How much of the variation in dev error each parameter explains (the numbers `tunectl show` prints).",
+                optuna_plot(lambda: ov.plot_param_importances(study, evaluator=_given_importances(importances),
+                                                              **target), 8, 3.2) if importances else None,
+                no_importances, _importance_table(importances)),
         _figure("slice", "Each parameter against dev error",
                 "One dot per complete trial (darker: later): where the good trials sit in each parameter's range.",
-                (lambda: _optuna_png(lambda: ov.plot_slice(study, **target), 13, 3.6, log_y)) if n_complete >= 2 else None,
+                optuna_plot(lambda: ov.plot_slice(study, **target), 13, 3.6, log_y=log_y) if n_complete >= 2 else None,
                 f"A slice view needs at least 2 complete trials; this study has {n_complete}."),
-        _figure("curves", f"Learning curves of the top {min(TOP_CURVES, len(board))} trials",
+        _figure("curves", f"Learning curves of the top {min(TOP_CURVES, len(board))} trials" if board
+                else "Learning curves of the top trials",
                 "Train and dev error after each epoch; the dotted line marks the epoch whose weights were kept.",
                 (lambda: _curves_png(board, unit)) if board else None,
                 "No complete trial with a recorded curve yet."),
@@ -381,13 +404,14 @@ def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | 
     if n_complete == 0:
         parts.insert(0, _note(f"This study has no complete trial yet ({s['n_trials']} trials: pruned "
                               f"{s['states']['PRUNED']}, failed {s['states']['FAIL']}); most sections are empty. "
-                              f"Run more trials with `tunectl tune --study {s['study']}`.", "warn"))
+                              f"Rerun the `tunectl tune` command that started it to resume it.", "warn"))
     elif n_complete == 1:
         parts.insert(0, _note("This study has a single complete trial: there is nothing to compare it with yet, "
                               "and importances need at least 5."))
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tunectl report: {e(s["study"])}</title>'
-            f"<style>{CSS}</style></head><body><main><h1>Study {e(s['study'])}</h1>"
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>tunectl report: {e(s['study'])}</title><style>{CSS}</style></head>"
+            f"<body><main><h1>Study {e(s['study'])}</h1>"
             f'<p class="sub">tunectl morning report, written {e(stamp)}; errors are {e(unit)}s on the dev split '
             f"unless marked test.</p>{''.join(parts)}</main></body></html>\n")
 
@@ -416,14 +440,12 @@ def _diagnose_best(record: dict[str, Any] | None, meta: dict[str, Any], study: s
 def report_study(name: str, storage: str | None = None, root: Path | str = studies.ROOT,
                  out: Path | str | None = None) -> Path:
     """Gather everything about study `name` (plain data from tune.py), render it, write it atomically."""
-    from tunectl.tune import ATTR, importances, open_study, summarize, trial_record
-
     from tunectl.diagnose import study_verdicts
+    from tunectl.tune import ATTR, importances, open_study, summarize, trial_record
 
     study = open_study(name, storage, root)
     summary = summarize(study, storage or studies.default_storage_url(name, Path(root)))
     records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
-    failures = [r for r in records if r["state"] == "FAIL"]
     best = summary["best"]["number"] if summary["best"] else None
     meta = study.user_attrs.get(ATTR, {})
     diagnosis, missing = _diagnose_best(next((r for r in records if r["number"] == best), None), meta, name)
@@ -433,5 +455,5 @@ def report_study(name: str, storage: str | None = None, root: Path | str = studi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's notes on few trials per regime: the report says how many there are
         imp = importances(study)
-    text = render(summary, study, imp, diagnosis, missing, evaluations, problem, failures, verdicts)
+    text = render(summary, study, imp, diagnosis, missing, evaluations, problem, records, verdicts)
     return write_report(Path(out) if out else folder / "report.html", text)

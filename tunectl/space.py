@@ -91,25 +91,35 @@ def load_space(path: Path | str) -> Space:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "syntax error"
         raise SpaceError(f"{path}:{where}: YAML {problem}; fix the syntax there") from None
+    except (ValueError, RecursionError) as e:  # a number past Python's digit limit; nesting too deep
+        raise SpaceError(f"{path}: cannot read it as YAML ({type(e).__name__}); simplify the file") from None
     return parse_space(doc, str(path))
 
 
 def _number(where: str, key: str, value: Any, kind: type) -> Any:
     """YAML reads `1e-4` (no dot) as a string; accept it as the number it means."""
-    if isinstance(value, bool):
-        raise SpaceError(f"{where}.{key}: expected a number, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise SpaceError(f"{where}.{key}: expected a number, got {value!r}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpaceError(f"{where}.{key}: expected a number, got {value!r}")
+    try:
+        number = float(value) if isinstance(value, str) else value
+        # math.isfinite overflows on ints beyond a float's range: those are no use either
+        ok = isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number)
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise SpaceError(f"{where}.{key}: expected a number, got {_short(value)}")
     if kind is int:
-        if float(value) != int(value):
-            raise SpaceError(f"{where}.{key}: expected a whole number, got {value!r}")
-        return int(value)
-    return float(value)
+        if float(number) != int(number):
+            raise SpaceError(f"{where}.{key}: expected a whole number, got {_short(value)}")
+        return int(number)
+    return float(number)
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: a pasted 500-digit number or a long list stays short."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return "a number with too many digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_value(where: str, name: str, value: Any, what: str) -> Any:

@@ -232,7 +232,18 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
                 name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in inspect.signature(
                     optuna.storages.RDBStorage).parameters else "failed_trial_callback"
                 kwargs.update(heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **{name: retry_cls(max_retry=1)})
-            return optuna.storages.RDBStorage(driver_url(url), **kwargs)
+            for attempt in range(4):
+                try:
+                    return optuna.storages.RDBStorage(driver_url(url), **kwargs)
+                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                        sqlalchemy.exc.OperationalError) as e:
+                    # workers started together on a fresh database all create Optuna's tables; the
+                    # losers of that race fail on a duplicate (key, type or table), and on a second
+                    # look find them made. Anything else (a refused connection) is reported at once.
+                    if attempt == 3 or (isinstance(e, sqlalchemy.exc.OperationalError)
+                                        and "already exists" not in str(e)):
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
     except ImportError:
         raise StudyError(f"--storage {mask_url(url)}: its database driver is not installed; "
                          f"pip install 'tunectl[postgres]' (PostgreSQL) or pymysql (MySQL)") from None

@@ -185,7 +185,12 @@ def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
     searched = settings.space.params.get("batch_size")
     sizes = [fixed.batch_size] if not searched else searched.get("choices") or [searched["low"]]
     for bs in sizes:
-        batch_size_for(base.replace(batch_size=bs), len(splits.x_train))
+        try:
+            batch_size_for(base.replace(batch_size=bs), len(splits.x_train))
+        except TunectlError as e:
+            if searched:
+                raise TunectlError(f"{settings.space.origin}: params.batch_size: {e}") from None
+            raise TunectlError(f"{settings.space.origin}: {e} (the default: set batch_size under fixed:)") from None
     from tunectl.models import build_model
 
     build_model(fixed, splits.input_shape, splits.out_dim)  # e.g. transfer without --init-from: refuse now, not 10 failed trials later
@@ -251,6 +256,8 @@ def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = N
     invocation's own TuneSettings: n_trials, timeout, jobs, heartbeat, root, artifacts, device.
     """
     _quiet_optuna()
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        return None
     if name not in optuna.get_all_study_names(studies.open_storage(storage, None)):
         return None
     meta = open_study(name, storage).user_attrs.get(ATTR)
@@ -334,6 +341,7 @@ class Objective:
         retried = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         if retried is not None:
             trial.set_user_attr("retry_of", retried)
+        _check_stop()  # a stop asked while Optuna created this trial: record it as interrupted
         chosen = suggest(trial, s.space)
         cfg = trial_config(s.space, chosen, self.base)
         trial.set_user_attr("params", chosen)
@@ -350,7 +358,7 @@ class Objective:
                 return True
             return False
 
-        hist = fit(cfg, self.splits, on_epoch=on_epoch, device=self.device)
+        hist = fit(cfg, self.splits, on_epoch=on_epoch, on_batch=_check_stop, device=self.device)
         trial.set_user_attr("curve", curve)
         trial.set_user_attr("train_error", _round({"v": hist.train_error})["v"])
         trial.set_user_attr("dev_error", _round({"v": hist.dev_error})["v"])
@@ -450,8 +458,39 @@ def _enough(target: int | None) -> Callable[[optuna.Study, FrozenTrial], None]:
     return callback
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: record, summarize, exit
-    raise KeyboardInterrupt
+class _Stop:
+    """Ctrl-C and SIGTERM only raise this flag; the running trial stops at its next mini-batch.
+
+    Python's default raises KeyboardInterrupt wherever the signal lands: inside Optuna's own
+    bookkeeping (a trial just created, a SQLite transaction, the heartbeat thread starting) that
+    leaves a trial RUNNING or a lock held and the process hung. Between two batches nothing is
+    half done, so the trial is recorded as interrupted and the summary printed.
+    """
+
+    requested = False
+
+
+def _request_stop(signum, frame) -> None:
+    _Stop.requested = True
+
+
+def _check_stop(*_: Any) -> None:
+    if _Stop.requested:
+        raise KeyboardInterrupt
+
+
+def _stop_between_trials(study: optuna.Study, trial: FrozenTrial) -> None:
+    if _Stop.requested:  # the signal came while Optuna recorded a trial: start no other
+        study.stop()
+
+
+def _on_signals(handler) -> dict[int, Any]:
+    """Install `handler` for SIGINT and SIGTERM; return the previous ones (none off the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] | None = None,
@@ -478,13 +517,34 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
             raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
                              f"give it the same data set and --split")
     optuna.storages.fail_stale_trials(study)  # a crashed worker's trial: failed now, retried below
-    if settings.n_trials is not None and _finished(study) >= settings.n_trials:
+    _fail_unstarted(study, 3 * settings.heartbeat if settings.heartbeat else None)
+    if settings.n_trials is not None and _finished(study) >= settings.n_trials or _Stop.requested:
         return
-    callbacks = [_enough(settings.n_trials), _stop_after_failures]
+    callbacks = [_enough(settings.n_trials), _stop_after_failures, _stop_between_trials]
     if on_trial is not None:
         callbacks.append(lambda study, trial: on_trial())
     study.optimize(Objective(settings, splits, settings.device), timeout=settings.timeout,
                    callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+
+
+def _fail_unstarted(study: optuna.Study, grace: float | None) -> None:
+    """Fail RUNNING trials whose worker died before signing them (the objective's first act).
+
+    Optuna times a trial out by its last heartbeat; a worker killed between creating a trial
+    and its first heartbeat leaves one that would stay RUNNING forever. Nothing of it ran.
+    """
+    import datetime
+
+    if not grace:
+        return
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" not in t.user_attrs and t.datetime_start and (now - t.datetime_start).total_seconds() > grace:
+            try:
+                study._storage.set_trial_user_attr(t._trial_id, "reason", "worker died before the trial started")
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+                pass
 
 
 def _sampler_seed(seed: int, worker: int, shared: bool) -> int:
@@ -499,7 +559,7 @@ def _sampler_seed(seed: int, worker: int, shared: bool) -> int:
 
 
 def _worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> None:
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _on_signals(_request_stop)  # Ctrl-C reaches the whole process group; SIGTERM comes from _stop_workers
     settings = _settings_from(settings_dict)
     try:
         work(settings, worker, threads=threads)
@@ -527,22 +587,21 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     start = time.time()
     progress = lambda: on_progress and on_progress(progress_of(study, settings, start))  # noqa: E731
     progress()  # the study is ready: the display may start
-    interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    _Stop.requested = False
+    previous = _on_signals(_request_stop)
     try:
         if settings.jobs == 1:
             work(settings, 0, on_trial=progress, splits=splits)
         else:
             _run_workers(settings, progress)
-    except KeyboardInterrupt:
-        interrupted = True
-        if settings.jobs == 1:  # an interrupt between Optuna's own steps may leave this process's trial RUNNING
-            _fail_orphans({os.getpid()}, settings)
+    except KeyboardInterrupt:  # raised by _check_stop, after the trial was recorded
+        _Stop.requested = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     optuna.storages.fail_stale_trials(study)
     out = summarize(study, settings.storage_url)
-    out["interrupted"] = interrupted
+    out["interrupted"] = _Stop.requested
     out["seconds"] = round(time.time() - start, 1)
     aborted = study.user_attrs.get("aborted")
     if aborted:
@@ -560,15 +619,14 @@ def _run_workers(settings: TuneSettings, progress: Callable[[], Any]) -> None:
     procs = [ctx.Process(target=_worker_main, args=(payload, i, threads), daemon=False) for i in range(settings.jobs)]
     for p in procs:
         p.start()
-    try:
-        while any(p.is_alive() for p in procs):
-            progress()
-            for p in procs:
-                p.join(timeout=1.0 / len(procs))
+    while any(p.is_alive() for p in procs):
+        if _Stop.requested:
+            _stop_workers(procs, settings)
+            raise KeyboardInterrupt
         progress()
-    except KeyboardInterrupt:
-        _stop_workers(procs, settings)
-        raise
+        for p in procs:
+            p.join(timeout=1.0 / len(procs))
+    progress()
     codes = [p.exitcode for p in procs]
     if all(c == 2 for c in codes):
         raise StudyError(f"study '{settings.study}': every worker refused to start (see the messages above)")
@@ -576,14 +634,11 @@ def _run_workers(settings: TuneSettings, progress: Callable[[], Any]) -> None:
 
 def _stop_workers(procs, settings: TuneSettings) -> None:
     """Ctrl-C reached the workers too (same process group); SIGTERM may not have: pass it on."""
-    deadline = time.time() + 3
-    for p in procs:
-        p.join(timeout=max(0.0, deadline - time.time()))
     for p in procs:
         if p.is_alive():
-            p.terminate()  # SIGTERM -> KeyboardInterrupt in the worker: its trial is recorded
+            p.terminate()  # SIGTERM: the worker stops at its next batch and records its trial
     for p in procs:
-        p.join(timeout=30)
+        p.join(timeout=60)
         if p.is_alive():
             p.kill()
             p.join()

@@ -1,0 +1,119 @@
+"""Trials per minute with `tunectl tune --jobs 2` against `--jobs 1`, same trials, same machine.
+
+Runs the real command (a subprocess each time, a fresh study each time) on a small space whose
+trials all cost the same (only lr and momentum's beta are searched; the network is fixed), with
+pruning off so every trial trains its full epochs. Rounds alternate the order (1,2 then 2,1) so
+that drift in a shared machine's speed hits both alike. Two rates are printed:
+
+  throughput  trials finished per minute once every worker has finished its first trial (which
+              also pays one-time imports), read from the study: what an overnight run gets
+  command     trials per minute of the whole command, process start-up and worker spawn included
+
+A third configuration, jobs 1 with one torch thread (OMP_NUM_THREADS=1), separates the gain of
+two processes from the cost of a 2-thread process whose threads wait on cores that others hold.
+
+Target: throughput ratio jobs2/jobs1 >= 1.6 on 2 cores. On a shared machine the ratio can exceed 2:
+the scheduler shares the cores per process, so two workers get more of them than one process does
+when others are busy; the load average before each run is printed for that reason.
+
+    python bench/parallel.py [--trials 16] [--epochs 3] [--rounds 2] [--space FILE.yaml] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SPACE = """\
+model: mlp
+dataset: digits
+epochs: 3
+params:
+  lr:   {type: float, low: 1.0e-3, high: 1.0e-1, log: true}
+  beta: {type: float, low: 0.8, high: 0.99}
+fixed:
+  optimizer: momentum
+  width: 128
+  depth: 2
+  batch_size: 16
+"""
+
+
+def run(space: Path, jobs: int, trials: int, epochs: int, root: Path, threads: int | None = None) -> dict:
+    study = f"jobs{jobs}-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "tunectl.cli", "tune", "--space", str(space), "--study", study, "--root", str(root),
+           "--trials", str(trials), "--jobs", str(jobs), "--epochs", str(epochs), "--pruner", "none",
+           "--sampler", "random", "--json"]
+    start = time.perf_counter()
+    env = {**os.environ, "TUNECTL_DEVICE": "cpu", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"tunectl tune failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    doc = json.loads(proc.stdout)
+
+    from tunectl.tune import open_study
+
+    done = sorted((t for t in open_study(study, root=root).get_trials(deepcopy=False)
+                   if t.state.name in ("COMPLETE", "PRUNED")), key=lambda t: t.datetime_complete)
+    # each worker's first trial also pays one-time imports (torch.optim loads torch._dynamo): the steady
+    # state runs from the first worker's first finish to the last finish, counting the trials after it
+    firsts: dict[str, object] = {}
+    for t in done:
+        firsts.setdefault(t.user_attrs.get("worker"), t)
+    steady = [t for t in done if t not in firsts.values()]
+    span = (done[-1].datetime_complete - done[0].datetime_complete).total_seconds()
+    return {"jobs": jobs if not threads else f"{jobs}t{threads}", "finished": len(done), "span": span, "wall": wall, "fail": doc["states"]["FAIL"],
+            "throughput": 60 * len(steady) / span, "command": 60 * len(done) / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=2, help="the parallel run's --jobs")
+    ap.add_argument("--space", default=None, help="default: a fixed-cost space (lr, beta) on digits")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tunectl-parallel-") as tmp:
+        root = Path(tmp) / "studies"
+        space = Path(args.space) if args.space else Path(tmp) / "space.yaml"
+        if not args.space:
+            space.write_text(SPACE)
+        print(f"{os.cpu_count()} cores; {args.trials} trials of {args.epochs} epochs; space {args.space or 'fixed-cost'}")
+        runs: list[dict] = []
+        for r in range(args.rounds):
+            order = [(1, None), (1, 1), (args.jobs, None)]
+            for jobs, threads in (order if r % 2 == 0 else order[::-1]):
+                load = os.getloadavg()[0]  # other users' processes take shares of the cores too
+                res = run(space, jobs, args.trials, args.epochs, root, threads)
+                jobs = res["jobs"]
+                runs.append(res)
+                print(f"round {r + 1} jobs {jobs} (load {load:.1f}): {res['finished']} trials, steady span {res['span']:.1f} s, "
+                      f"{res['wall']:.1f} s of command -> {res['throughput']:.1f} trials/min "
+                      f"({res['command']:.1f} for the command), failed {res['fail']}")
+    med = {(j, k): statistics.median(r[k] for r in runs if r["jobs"] == j)
+           for j in (1, "1t1", args.jobs) for k in ("throughput", "command")}
+    ratio = med[(args.jobs, "throughput")] / med[(1, "throughput")]
+    cmd_ratio = med[(args.jobs, "command")] / med[(1, "command")]
+    print(f"\nthroughput: jobs {args.jobs} {med[(args.jobs, 'throughput')]:.1f} trials/min, jobs 1 "
+          f"{med[(1, 'throughput')]:.1f} -> ratio {ratio:.2f}x (target >= 1.6x: {'met' if ratio >= 1.6 else 'MISSED'})")
+    one = med[("1t1", "throughput")]
+    print(f"jobs 1 with one torch thread (OMP_NUM_THREADS=1): {one:.1f} trials/min -> jobs {args.jobs} / that "
+          f"= {med[(args.jobs, 'throughput')] / one:.2f}x")
+    print(f"command:    jobs {args.jobs} {med[(args.jobs, 'command')]:.1f} trials/min, jobs 1 "
+          f"{med[(1, 'command')]:.1f} -> ratio {cmd_ratio:.2f}x (start-up included)")
+
+
+if __name__ == "__main__":
+    main()
