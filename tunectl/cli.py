@@ -46,6 +46,14 @@ def handled() -> Iterator[None]:
         fail("out of memory; use a smaller batch_size or model", EXIT_RUNTIME)
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename or ''}); check the path, its permissions and free disk space", EXIT_RUNTIME)
+    except Exception as e:  # noqa: BLE001 - a storage server lost mid-run: one masked line, not a traceback
+        if not type(e).__module__.startswith(("sqlalchemy", "psycopg", "optuna.exceptions")):
+            raise
+        import re
+
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", first)  # never print a password
+        fail(f"the study storage failed: {first[:300]}; check that the database server is up, then resume", EXIT_RUNTIME)
 
 
 def consoles(json_out: bool):
