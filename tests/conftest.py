@@ -172,3 +172,13 @@ def curve_without_time(curve: list[dict]) -> list[dict]:
 @pytest.fixture
 def strip_seconds():
     return curve_without_time
+
+
+class Planted:
+    """Unpickling this object opens (creates) a file: the stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))

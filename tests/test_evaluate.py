@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import Planted
 from tunectl.cli import app
 from tunectl.data import DataSpec, load_splits
 from tunectl.models import load_checkpoint, model_from_checkpoint
@@ -138,14 +139,6 @@ def test_evaluate_refuses_a_study_whose_data_changed(root):
     st.set_user_attr("tunectl", meta)
     result = invoke("evaluate", "s", "--root", root)
     assert result.exit_code == 2 and "split hash mismatch" in result.stderr
-
-
-class Planted:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the planted file's, refused anyway

@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import Planted
 from tunectl.cli import app
 from tunectl.config import TrainConfig
 from tunectl.data import DataSpec, load_splits
@@ -157,16 +158,6 @@ def test_mobilenet_body_and_weights_of_the_wrong_network(tmp_path, resnet_weight
 
 
 # ----------------------------------------------------------------------------- files that are not checkpoints
-
-
-class Planted:
-    """Unpickling this object opens (creates) a file: the stand-in for arbitrary code."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the planted file's, refused anyway

@@ -77,6 +77,7 @@ TaskOpt = Annotated[Optional[str], typer.Option("--task", help="force binary | m
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train,dev,test fractions, e.g. 0.8,0.1,0.1")]
 ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="folder: resize images to N x N")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout, nothing else")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")]
 
 
 def data_settings(dataset, data_dir, target, task, split, image_size, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def train(
     task: TaskOpt = None,
     split: SplitOpt = None,
     image_size: ImageSizeOpt = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
+    device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train one model and babysit it: live progress, a summary, a run folder."""
@@ -221,7 +222,7 @@ def tune(
     task: TaskOpt = None,
     split: SplitOpt = None,
     image_size: ImageSizeOpt = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
+    device: DeviceOpt = None,
     artifacts: Annotated[Optional[Path], typer.Option("--artifacts", help="folder for the best trials' checkpoints, shared "
                          "by all workers (default: studies/<study>/artifacts)")] = None,
     report_: Annotated[bool, typer.Option("--report", help="write the HTML morning report at the end (after "
@@ -342,7 +343,7 @@ def evaluate(
     refit: Annotated[bool, typer.Option("--refit", help="retrain on train+dev for the trial's best epoch count first")] = False,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")] = None,
+    device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The single, recorded look at the test set: test, dev and train error side by side."""
@@ -419,7 +420,7 @@ def diagnose(
     all_trials: Annotated[bool, typer.Option("--all", help="every complete trial: how many are bias- or variance-limited")] = False,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
-    device: Annotated[Optional[str], typer.Option("--device", help="--data-curve: cpu, cuda, mps (default: the best present)")] = None,
+    device: DeviceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Bias or variance? The evidence, what to do next in this study's parameters, and the next search space."""
