@@ -24,6 +24,31 @@ class Unavailable(RuntimeError):
     """No PostgreSQL server can be started here; the message says why."""
 
 
+def in_ci() -> bool:
+    """CI=true (as .ci/run is run): every service and file the suite needs must be there."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_or_skip(reason: str) -> None:
+    """Something a test needs is missing: under CI=true that fails the test with the reason (CI never
+    skips the server, the dashboard or the shared data); locally the test is skipped, saying why."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI=true requires it, so this is a failure, not a skip: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(name: str, reason: str):
+    """import `name`, or require_or_skip(reason)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        require_or_skip(f"{reason} ({e})")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -110,8 +110,11 @@ def test_truncated_idx_file_is_a_data_error(tmp_path, write_mnist):
         load_dataset(DataSpec("mnist", data_dir=str(tmp_path)))
 
 
-@pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="shared MNIST test set absent")
 def test_real_mnist_test_set():
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        import pg
+
+        pg.require_or_skip(f"the shared MNIST test set is absent ({SHARED_MNIST}; set TUNECTL_MNIST_T10K)")
     ds = load_dataset(DataSpec("mnist", data_dir=str(SHARED_MNIST)))
     assert ds.x.shape == (10_000, 1, 28, 28)
     assert torch.bincount(ds.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

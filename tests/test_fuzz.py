@@ -246,12 +246,13 @@ def field_values():
         "init_from": st.text(max_size=20).map(str.strip),
         "dropout": unit, "beta": unit, "beta1": unit, "beta2": unit, "lr": positive, "eps": positive,
         "weight_decay": st.floats(0, allow_infinity=False), "body_lr_scale": st.floats(0, allow_infinity=False),
-        "kernel_size": st.integers(0, 2**70).map(lambda k: 2 * k + 1), "seed": st.integers(-(2**70), 2**70),
+        "kernel_size": st.integers(0, C.LIMITS["kernel_size"][0] // 2).map(lambda k: 2 * k + 1),
+        "seed": st.integers(0, C.MAX_SEED),
     }
-    for n in ("depth", "batch_size", "patience"):
-        domains[n] = st.integers(0, 2**70)
+    for n in ("depth", "batch_size", "patience"):  # up to each field's cap (config.LIMITS)
+        domains[n] = st.integers(0, C.LIMITS[n][0])
     for n in ("width", "conv_layers", "filters", "epochs"):
-        domains[n] = st.integers(1, 2**70)
+        domains[n] = st.integers(1, C.LIMITS[n][0])
     assert set(domains) == set(FIELD_NAMES)  # a new field needs its domain here
     return st.fixed_dictionaries({}, optional=domains)
 

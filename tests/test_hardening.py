@@ -198,8 +198,42 @@ BAD_INPUT = [
     ("study with another data set", (*TUNE, *S, "--dataset", "iris", "--study", "s"),
      "study 's' was started on data set 'csv:data.csv', not 'iris'"),
     ("study with another split", (*TUNE, *STUDY, "--split", "0.5,0.25,0.25"), "do not produce the study's split"),
-    ("corrupted study file", (*TUNE, *STUDY, "--study", "broken"), "the study file is corrupted"),
-    ("show a corrupted study", ("show", "broken", "--root", "studies"), "the study file is corrupted"),
+    ("corrupted study file", (*TUNE, *STUDY, "--study", "broken"), "not a readable SQLite file"),
+    ("show a corrupted study", ("show", "broken", "--root", "studies"), "not a readable SQLite file"),
+    ("empty study file: tune", (*TUNE, *STUDY, "--study", "empty"), "study.db is empty (0 bytes): it holds no study"),
+    ("empty study file: show", ("show", "empty", "--root", "studies"), "study.db is empty (0 bytes)"),
+    ("empty study file: evaluate", ("evaluate", "empty", "--root", "studies"), "study.db is empty (0 bytes)"),
+    ("empty study file: diagnose", ("diagnose", "empty", "--root", "studies"), "study.db is empty (0 bytes)"),
+    ("empty study file: report", ("report", "empty", "--root", "studies"), "study.db is empty (0 bytes)"),
+    ("study file without Optuna's tables", ("show", "foreign", "--root", "studies"), "holds no Optuna study tables"),
+    ("a name whose folder another study owns", (*TUNE, *S, "--dataset", "csv:data.csv", "--target", "y", "--study", "s."),
+     "--study 's.': its folder studies/s belongs to study 's'; choose another name"),
+    ("an empty study name", (*TUNE, *S, "--study", ""), "--study '': give the study a name"),
+    ("a 300-character study name", (*TUNE, *S, "--study", "x" * 300), "300 characters; use at most 128"),
+    ("a study name with a line break", (*TUNE, *S, "--study", "a\nb"), "holds a control character"),
+    # options validated before anything is written
+    ("--device banana (tune)", (*TUNE, *S, "--study", "d", "--device", "banana"), "--device banana: unknown device"),
+    ("--device tpu (train)", ("train", "--device", "tpu", "--out", "run"), "--device tpu: unknown device"),
+    ("--seed -1 (tune)", (*TUNE, *S, "--study", "d", "--seed", "-1"), "--seed -1: must be between 0 and 4294967295"),
+    ("--seed 2**32 (tune)", (*TUNE, *S, "--study", "d", "--seed", str(2**32)), "must be between 0 and 4294967295"),
+    ("--heartbeat -5", (*TUNE, *S, "--study", "d", "--heartbeat", "-5"), "--heartbeat -5: give seconds between 1 and 3600"),
+    ("--artifacts names a file", (*TUNE, *S, "--study", "d", "--artifacts", "data.csv"), "--artifacts data.csv: is a file"),
+    ("--root names a file (tune)", ("tune", "--root", "data.csv", *S, "--trials", "1"), "--root data.csv: is a file"),
+    ("--root names a file (studies)", ("studies", "--root", "data.csv"), "--root data.csv: is a file"),
+    ("--root names a file (show)", ("show", "s", "--root", "data.csv"), "--root data.csv: is a file"),
+    ("--storage sqlite:/// (a folder)", (*TUNE, *S, "--study", "d", "--storage", "sqlite:///"), "names a folder, not a file"),
+    ("--storage naming a folder", (*TUNE, *S, "--study", "d", "--storage", "sqlite:///a_folder"), "names a folder, not a file"),
+    ("show --top -1", ("show", "s", "--root", "studies", "--top", "-1"), "'--top'"),
+    ("--epochs abc: click's usage error", ("train", "--epochs", "abc"), "--epochs: 'abc' is not a whole number"),
+    ("an unknown option", ("train", "--epoch", "3"), "No such option: --epoch"),
+    ("a missing argument", ("show",), "Missing argument"),
+    ("an unknown command", ("tunee",), "No such command 'tunee'"),
+    ("diagnose --next-space DIR", ("diagnose", "s", "--root", "studies", "--next-space", "a_folder"),
+     "--next-space a_folder: give a file path"),
+    # train --out: refused before training, never overwritten
+    ("train --out an existing run", ("train", "--epochs", "1", "--out", "studies"), "--out studies: already holds files"),
+    ("train --out a file", ("train", "--epochs", "1", "--out", "data.csv"), "--out data.csv: is a file"),
+    ("train --out under a file", ("train", "--epochs", "1", "--out", "data.csv/run"), "data.csv is a file, not a folder"),
     # checkpoints
     ("checkpoint not a tunectl file", ("train", "--model", "transfer", "--init-from", "BAD.pt", "--out", "run"),
      "BAD.pt: not a tunectl checkpoint"),
@@ -211,6 +245,12 @@ def test_bad_input_one_line_exit_2_nothing_written(workspace, args, message):
     broken = workspace / "studies" / "broken"
     broken.mkdir()
     (broken / "study.db").write_bytes(b"SQLite format 3\x00" + os.urandom(3000))  # a header, then garbage
+    (workspace / "studies" / "empty").mkdir()
+    (workspace / "studies" / "empty" / "study.db").write_bytes(b"")  # a 0-byte file: no study, never re-made
+    (workspace / "studies" / "foreign").mkdir()
+    with sqlite3.connect(workspace / "studies" / "foreign" / "study.db") as con:
+        con.execute("CREATE TABLE notes (x)")
+    con.close()
     before = snapshot(workspace)
     result = invoke(*args)
     assert_one_line(result, 2, message)
@@ -282,8 +322,8 @@ def test_disk_full_during_a_trial_fails_it_and_leaves_no_partial_file(workspace,
     with monkeypatch.context() as mp:
         _fill_disk_after(mp, 0)
         result = invoke(*TUNE, *STUDY, "--trials", "2", "--timeout", "60s", "--json")
-    # ten trials in a row fail: the study stops and says so (exit 2), with the reason of the last
-    assert_one_line(result, 2, "No space left on device")
+    # ten trials in a row fail: the study stops and says so (a runtime failure: exit 1), with the reason of the last
+    assert_one_line(result, 1, "No space left on device")
     records = [trial_record(t) for t in open_study("s", None, "studies").trials]
     assert records[0]["state"] == "COMPLETE"  # the trial from before is intact
     failed = [r for r in records if r["state"] == "FAIL"]

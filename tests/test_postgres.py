@@ -1,8 +1,9 @@
 """One study, many workers, on a real PostgreSQL server (Optuna's distributed mode).
 
 The server comes from $TUNECTL_PG_URL (.ci/run starts one), else a throwaway one started
-here from Debian's binaries (tests/pg.py); when neither is possible the tests are skipped
-with the reason (shown by pytest -ra). Workers are real `tunectl tune` processes, each in
+here from Debian's binaries (tests/pg.py); when neither is possible (or psycopg2 is missing)
+the tests are skipped with the reason (shown by pytest -ra), except under CI=true, where that
+fails them (pg.require_or_skip): CI never skips the server. Workers are real `tunectl tune` processes, each in
 its own folder (no shared folder, as on separate machines) but for the --artifacts path.
 """
 
@@ -39,6 +40,7 @@ fixed:
 
 @pytest.fixture(scope="session")
 def pg_url():
+    pg.require_module("psycopg2", "psycopg2 is not installed: pip install 'tunectl[postgres]'")
     url = os.environ.get("TUNECTL_PG_URL")
     if url:  # CI started it: a server that does not answer is a failure, not a skip
         yield url
@@ -46,7 +48,7 @@ def pg_url():
     try:
         server = pg.start()
     except pg.Unavailable as e:
-        pytest.skip(f"no PostgreSQL server could be started: {e}")
+        pg.require_or_skip(f"no PostgreSQL server could be started: {e}")
     try:
         yield server.url
     finally:

@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import pg  # require_module: a missing optuna-dashboard skips locally, fails under CI=true
 from tunectl.cli import app
 from tunectl.report import fmt
+
+DASHBOARD_MISSING = "optuna-dashboard is not installed: pip install 'tunectl[dashboard]'"
 
 SPACE = """\
 model: mlp
@@ -229,8 +232,7 @@ def wsgi_get(wsgi_app, path: str) -> dict:
 
 @pytest.mark.slow
 def test_optuna_dashboard_reads_the_study(study):
-    optuna_dashboard = pytest.importorskip(
-        "optuna_dashboard", reason="optuna-dashboard is not installed: pip install 'tunectl[dashboard]'")
+    optuna_dashboard = pg.require_module("optuna_dashboard", DASHBOARD_MISSING)
     from tunectl import studies
 
     storage = studies.open_storage(studies.default_storage_url("night", study["root"]), None, create=False)
@@ -258,8 +260,7 @@ def test_dashboard_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_dashboard_serves_the_study(study):
-    pytest.importorskip("optuna_dashboard",
-                        reason="optuna-dashboard is not installed: pip install 'tunectl[dashboard]'")
+    pg.require_module("optuna_dashboard", DASHBOARD_MISSING)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

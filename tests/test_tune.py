@@ -321,8 +321,12 @@ def test_ten_failures_in_a_row_stop_the_study(ws):
     (ws / "broken.yaml").write_text("dataset: iris\nepochs: 2\nparams:\n"
                                     "  model: {type: categorical, choices: [cnn]}\n"
                                     "  width: {type: int, low: 4, high: 16}\nfixed:\n  batch_size: 16\n")
-    err = refused(tune("--space", "broken.yaml", "--trials", "50"),
-                  "10 trials failed in a row", "the last: failed: ConfigError: model=cnn needs image data")
+    result = tune("--space", "broken.yaml", "--trials", "50")
+    # not bad input that was refused, but a run that failed: exit 1, one line
+    assert result.exit_code == 1, (result.exit_code, result.stderr, result.exception)
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "10 trials failed in a row" in err and "the last: failed: ConfigError: model=cnn needs image data" in err
     assert "resume" in err
     trials = trials_of("iris-broken")
     assert len(trials) == 10 and all(t.state.name == "FAIL" for t in trials)
@@ -464,7 +468,8 @@ def test_interrupt_stops_cleanly_and_resumes(ws, procs, sig):
     interrupted = wait_running(proc, db)
     os.kill(proc.pid, sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, (proc.returncode, err[-2000:])
+    # exit 130 after the clean stop and its summary: `tunectl tune ... && tunectl evaluate ...` stops here
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
     assert "Stopped. Resume with the same command" in out and "stop" in out and "trials " in out  # the summary
     assert "RUNNING" not in states_in(db).values()

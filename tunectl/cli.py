@@ -13,35 +13,102 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
+from typer.core import TyperGroup
+
+EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+MAX_LINE = 400  # an error line quotes user input; a huge input must not become a huge line
+
+
+def one_line(message: str) -> str:
+    # a message quoting the user's input (a YAML key, a file name) may hold a line break: show it escaped
+    message = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    return message if len(message) <= MAX_LINE else message[: MAX_LINE - 3] + "..."
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """One line on stderr and a non-zero exit: never a traceback."""
+    typer.secho(f"error: {one_line(message)}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def usage_error(e: Exception) -> str:
+    """A click usage error (bad option value, unknown option, missing argument) as one line."""
+    ctx, param = getattr(e, "ctx", None), getattr(e, "param", None)
+    where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+    if param is not None:
+        name = (getattr(param, "opts", None) or [param.name])[0]
+        cause = getattr(e.__cause__, "errors", None)  # typer validates values with pydantic
+        first = cause()[0] if callable(cause) else {}
+        kind = {"int_parsing": "is not a whole number", "int_from_float": "is not a whole number",
+                "float_parsing": "is not a number", "bool_parsing": "is not true or false"}.get(first.get("type"))
+        if kind and "input" in first:
+            return f"{name}: {first['input']!r} {kind}{where}"
+    text = " ".join(e.format_message().split()).rstrip(".")
+    if param is not None and name not in text:
+        text = f"{name}: {text}"
+    return f"{text}{where}"
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Python's and torch's warnings (a file, a line number, the source line) become one
+    `warning:` line each, printed once, through the same path as every other message."""
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = one_line(" ".join(str(message).split()))
+        if text not in seen:
+            seen.add(text)
+            typer.secho(f"warning: {text}", fg="yellow", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+class OneLineGroup(TyperGroup):
+    """Typer's group, with click's usage errors (a six-line box) printed as one line, exit 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            with one_line_warnings():
+                rv = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.secho("error: interrupted", fg="red", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as e:  # noqa: BLE001 - click's exceptions are Typer-private: known by their shape
+            if not hasattr(e, "format_message") or not hasattr(e, "exit_code"):
+                raise
+            typer.secho(f"error: {one_line(usage_error(e))}", fg="red", err=True)
+            sys.exit(e.exit_code if e.exit_code else EXIT_BAD_INPUT)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineGroup,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Tune deep-learning hyperparameters the way a practitioner does by hand, overnight and at scale.",
 )
 
-EXIT_RUNTIME, EXIT_BAD_INPUT = 1, 2
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    """One line on stderr and a non-zero exit: never a traceback."""
-    # a message quoting the user's input (a YAML key, a file name) may hold a line break: show it escaped
-    message = str(message).replace("\r", "\\r").replace("\n", "\\n")
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
-
 
 @contextmanager
 def handled() -> Iterator[None]:
-    from tunectl.errors import TunectlError
+    from tunectl.errors import RunError, TunectlError
 
     try:
         yield
     except TunectlError as e:
         fail(str(e), EXIT_BAD_INPUT)
+    except RunError as e:
+        fail(str(e), EXIT_RUNTIME)
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", EXIT_INTERRUPTED)
     except MemoryError:
         fail("out of memory; use a smaller batch_size or model", EXIT_RUNTIME)
     except OSError as e:
@@ -133,7 +200,8 @@ def train(
     train_fraction: Annotated[float, typer.Option("--train-fraction", help="train on this seeded fraction of the training split")] = 1.0,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="transfer: a tunectl model.pt to start from")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="transfer: local torchvision weights for --set arch=resnet18")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="run folder (default: studies/runs/<dataset>-<model>-<time>)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="a new run folder (default: studies/runs/<dataset>-<model>-<time>)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace --out if it already holds files")] = False,
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
     target: TargetOpt = None,
@@ -152,6 +220,8 @@ def train(
         from tunectl.report import TrainDisplay, train_summary
         from tunectl.train import fit
 
+        if out is not None:
+            studies.check_new_folder(out, force)  # before the data load and the training, not after
         values, data_base = studies.read_params(params) if params else ({}, {})
         if model is not None:
             values["model"] = model
@@ -180,13 +250,16 @@ def train(
         stdout, stderr = consoles(json_out)
         with TrainDisplay(stderr, cfg.epochs, f"{d['dataset']} {cfg.model}") as display:
             hist = fit(cfg, splits, on_epoch=display.on_epoch, on_batch=display.on_batch, device=device)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        studies.write_text(out_dir / "config.yaml", studies.params_text(cfg, d))
-        studies.write_json(out_dir / "history.json", {**hist.to_dict(), "task": splits.task, "config": cfg.to_dict(), "data": d})
-        studies.write_json(out_dir / "split.json", splits.manifest)
-        if hist.model is not None:
-            save_checkpoint(out_dir / "model.pt", hist.checkpoint({"data": d, "manifest": splits.manifest}))
-        result = {**hist.to_dict(), "out": str(out_dir)}
+        with studies.NewFolder(out_dir, force) as run:  # the run folder appears whole, or not at all
+            studies.write_text(run.path / "config.yaml", studies.params_text(cfg, d))
+            studies.write_json(run.path / "history.json", {**hist.to_dict(), "task": splits.task, "config": cfg.to_dict(), "data": d})
+            studies.write_json(run.path / "split.json", splits.manifest)
+            if hist.model is not None:
+                save_checkpoint(run.path / "model.pt", hist.checkpoint({"data": d, "manifest": splits.manifest}))
+        if run.final != out_dir:
+            stderr.print(f"[yellow]note: {out_dir} was made by another process meanwhile; this run is in {run.final}[/]",
+                         soft_wrap=True)
+        result = {**hist.to_dict(), "out": str(run.final)}
         if json_out:
             return print_json(result)
         train_summary(stdout, result, splits.task)
@@ -209,8 +282,10 @@ def tune(
     trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="complete+pruned trials the study should reach")] = None,
     timeout: Annotated[Optional[str], typer.Option("--timeout", help="stop after 90s, 30m, 8h, ...")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="worker processes on this machine")] = 1,
-    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | grid | cmaes | qmc")] = "tpe",
-    pruner: Annotated[str, typer.Option("--pruner", help="hyperband | halving | median | none")] = "hyperband",
+    sampler: Annotated[Optional[str], typer.Option("--sampler", help="tpe | random | grid | cmaes | qmc (default: "
+                       "tpe, or the study's own when resuming; a change is recorded in the study)")] = None,
+    pruner: Annotated[Optional[str], typer.Option("--pruner", help="hyperband | halving | median | none (default: "
+                      "hyperband, or the study's own when resuming)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the sampler and of every trial's training")] = 0,
     split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="seed of the study's train/dev/test split (default 0)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="override the space's epochs per trial")] = None,
@@ -261,7 +336,7 @@ def tune(
                 base["model"] = model
             if init_from:
                 base["init_from"] = str(init_from)
-            name = study or studies.safe_name(f"{d['dataset']}-{Path(space).stem}")
+            name = study if study is not None else studies.safe_name(f"{d['dataset']}-{Path(space).stem}")
             settings = TuneSettings(sp, d, name, storage, str(root), trials, parse_timeout(timeout), jobs, sampler,
                                     pruner, seed, heartbeat, base=base, device=device, artifacts=art)
         name = settings.study
@@ -269,7 +344,7 @@ def tune(
             studies.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out)
         with TuneDisplay(stderr, name, trials) as display:
-            summary = run_study(settings, on_progress=display.update)
+            summary = run_study(settings, on_progress=display.update, on_note=display.note)
         report_path = None
         if report_:  # run_study returns on a timeout or Ctrl-C as well, so the night's work is reported
             from tunectl.html_report import report_study
@@ -277,10 +352,13 @@ def tune(
             report_path = report_study(name, settings.storage, settings.root)
             stderr.print(f"report: {report_path}", soft_wrap=True)
         if json_out:
-            return print_json({**summary_json(summary), **({"report": str(report_path)} if report_path else {})})
-        if summary["interrupted"]:
-            stdout.print(f"[yellow]Stopped. Resume with the same command; the study is '{name}'.[/]")
-        leaderboard(stdout, summary, importances(open_study(name, storage, root)))
+            print_json({**summary_json(summary), **({"report": str(report_path)} if report_path else {})})
+        else:
+            if summary["interrupted"]:
+                stdout.print(f"[yellow]Stopped. Resume with the same command; the study is '{name}'.[/]")
+            leaderboard(stdout, summary, importances(open_study(name, storage, root)))
+        if summary["interrupted"]:  # `tunectl tune ... && tunectl evaluate ...` must not go on after Ctrl-C
+            raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +385,7 @@ def studies_cmd(storage: StorageOpt = None, root: RootOpt = Path("studies"), jso
 @app.command()
 def show(
     study: Annotated[str, typer.Argument(help="study name")],
-    top: Annotated[int, typer.Option("--top", "-k", help="trials in the leaderboard")] = 10,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="trials in the leaderboard")] = 10,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
     json_out: JsonOpt = False,
@@ -429,6 +507,9 @@ def diagnose(
         from tunectl import studies
         from tunectl.report import diagnosis_overview, diagnosis_panel, fmt
 
+        if next_space is not None and (next_space.is_dir() or any(p.exists() and not p.is_dir() for p in next_space.parents)):
+            fail(f"--next-space {next_space}: give a file path for the YAML (a folder is there, or a file where a "
+                 f"folder should be)")
         thresholds = D.Thresholds(bias_threshold, variance_threshold)
         thresholds.absolute("multiclass", None)  # a negative threshold is refused before any work
         if all_trials and (data_curve or next_space or trial is not None):

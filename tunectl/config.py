@@ -19,6 +19,17 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 AUGMENTS = ("none", "light", "strong")
 ARCHS = ("tunectl", "resnet18", "mobilenet_v3_small")
+MAX_SEED = 2**32 - 1  # torch, NumPy and Optuna's samplers all take 32-bit seeds
+LIMITS = {  # field: (the largest value accepted, why)
+    "depth": (256, ""),
+    "width": (65_536, ""),
+    "conv_layers": (16, " (each block halves the image side)"),
+    "filters": (4096, ""),
+    "kernel_size": (63, ""),
+    "batch_size": (2**31 - 1, ""),
+    "epochs": (1_000_000, ""),
+    "patience": (1_000_000, ""),
+}
 
 
 @dataclass(frozen=True)
@@ -61,20 +72,75 @@ class TrainConfig:
         return from_dict(changes, base=self)
 
 
+def short(value: Any, limit: int = 100) -> str:
+    """A bounded repr for a one-line message: a pasted 500-digit number, a 10 MB string or a YAML
+    alias bomb (a list that expands to billions of items) never reaches the screen whole, and
+    building the text never walks more than a few items of it."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 4, 6
+    r.maxstring, r.maxlong, r.maxother = limit, 40, limit
+    try:
+        text = r.repr(value)
+    except (ValueError, RecursionError):  # an int past Python's digit limit for str()
+        return "a number with too many digits" if isinstance(value, int) else f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_size(doc: Any, where: str, error: type[Exception] = ConfigError, limit: int = 100_000) -> None:
+    """Refuse a document that holds more than `limit` values once its YAML aliases are expanded.
+
+    PyYAML shares an aliased object rather than copying it, so loading a 'billion laughs' file is
+    cheap; it is everything after (a repr, a JSON dump, Optuna's storage) that expands it. The
+    count is memoized by object, so it costs one visit per distinct list or mapping.
+    """
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(obj: Any) -> int:
+        if not isinstance(obj, (list, dict)):
+            return 1
+        key = id(obj)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise error(f"{where}: a YAML alias refers to the list or mapping that holds it (a cycle); "
+                        f"write the values out")
+        busy.add(key)
+        items = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
+        n = 1
+        for item in items:
+            n += size(item)
+            if n > limit:
+                break
+        busy.discard(key)
+        sizes[key] = n
+        return n
+
+    try:
+        n = size(doc)
+    except RecursionError:
+        raise error(f"{where}: nested too deeply; simplify the file") from None
+    if n > limit:
+        raise error(f"{where}: holds more than {limit} values once its YAML aliases (*name) are expanded; "
+                    f"write a smaller file without alias chains")
+
+
 FIELD_TYPES: dict[str, type] = get_type_hints(TrainConfig)
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 
 
 def closest_field(name: str) -> str:
     """A 'did you mean' hint for an unknown hyperparameter name."""
-    match = difflib.get_close_matches(name, FIELD_NAMES, n=1)
+    match = difflib.get_close_matches(str(name)[:100], FIELD_NAMES, n=1)
     return f" (did you mean '{match[0]}'?)" if match else f" (known: {', '.join(FIELD_NAMES)})"
 
 
 def coerce(name: str, value: Any) -> Any:
     """Convert a value (often a string from the command line or YAML) to the field's type."""
     if name not in FIELD_TYPES:
-        raise ConfigError(f"unknown hyperparameter '{name}'{closest_field(name)}")
+        raise ConfigError(f"unknown hyperparameter {short(str(name), 60)}{closest_field(str(name))}")
     kind = FIELD_TYPES[name]
     try:
         if kind is bool:
@@ -108,7 +174,7 @@ def coerce(name: str, value: Any) -> Any:
             return str(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
-            f"{name}: expected {kind.__name__}, got {value!r}; e.g. --set {name}={getattr(TrainConfig, name)}"
+            f"{name}: expected {kind.__name__}, got {short(value)}; e.g. --set {name}={getattr(TrainConfig, name)}"
         ) from None
     return value
 
@@ -133,7 +199,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{name}: {short(value)} is not one of {', '.join(allowed)}")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -150,7 +216,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.freeze not in ("none", "body") and not (
         cfg.freeze.startswith("all_but_last_") and cfg.freeze.removeprefix("all_but_last_").isdigit()
     ):
-        raise ConfigError(f"freeze: {cfg.freeze!r} is not none, body or all_but_last_N (e.g. all_but_last_1)")
+        raise ConfigError(f"freeze: {short(cfg.freeze)} is not none, body or all_but_last_N (e.g. all_but_last_1)")
     checks = [
         (cfg.depth >= 0, "depth", "must be >= 0 (0 = no hidden layer: logistic/linear regression)"),
         (cfg.width >= 1, "width", "must be >= 1"),
@@ -168,7 +234,10 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.batch_size >= 0, "batch_size", "must be >= 0 (1 = stochastic, 0 = full batch)"),
         (cfg.epochs >= 1, "epochs", "must be >= 1"),
         (cfg.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)"),
+        (0 <= cfg.seed <= MAX_SEED, "seed", f"must be between 0 and {MAX_SEED}"),
     ]
+    # upper bounds: a pasted extra digit must be refused here, not found by the OOM killer in trial 3
+    checks += [(getattr(cfg, name) <= cap, name, f"must be <= {cap}{why}") for name, (cap, why) in LIMITS.items()]
     for ok, name, fix in checks:
         if not ok:
-            raise ConfigError(f"{name}={getattr(cfg, name)!r}: {fix}")
+            raise ConfigError(f"{name}={short(getattr(cfg, name))}: {fix}")

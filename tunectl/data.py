@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +111,86 @@ class Splits:
 # ----------------------------------------------------------------------------- loading
 
 
+MAX_IMAGE_SIZE = 1024  # --image-size: 1024 x 1024 x 3 floats are 12 MB an image already
+MAX_SEED = 2**32 - 1  # NumPy and scikit-learn take 32-bit seeds
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    from tunectl.config import short
+
+    return short(value, limit)
+
+
+def _plain(text: str, limit: int = 100) -> str:
+    """A file name or an error text, unquoted, cut to `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_image_size(image_size: Any) -> None:
+    """--image-size (or a params file's data.image_size): a whole number of pixels, 1..1024."""
+    if image_size is None:
+        return
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise DataError(f"--image-size {_short(image_size)}: must be a whole number of pixels between 1 and "
+                        f"{MAX_IMAGE_SIZE}, e.g. --image-size 64")
+
+
+def check_split_seed(seed: Any) -> None:
+    """--split-seed: scikit-learn's and NumPy's seeds are 32-bit, 0..4294967295."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DataError(f"--split-seed {_short(seed)}: must be a whole number between 0 and {MAX_SEED}, "
+                        f"e.g. --split-seed 0")
+
+
+def check_data_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """A params file's `data:` section, each value of the type `tunectl train` gives it (null: not set).
+
+    Raises DataError naming the key ('data.split_seed: ...'); the caller adds the file's name."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        where = f"data.{key}"
+        if key in ("dataset", "data_dir", "target", "task"):
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where}: expected a name, got {_short(value)}"
+                                + (", e.g. dataset: digits" if key == "dataset" else ""))
+            if key == "task" and value not in TASKS:
+                raise DataError(f"{where}: {_short(value)} is not one of {', '.join(TASKS)}")
+        elif key == "image_size":
+            try:
+                check_image_size(value)
+            except DataError:
+                raise DataError(f"{where}: expected a whole number of pixels between 1 and {MAX_IMAGE_SIZE}, "
+                                f"got {_short(value)}") from None
+        elif key == "split_seed":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                raise DataError(f"{where}: expected a whole number between 0 and {MAX_SEED}, got {_short(value)}")
+        elif key == "train_fraction":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise DataError(f"{where}: expected a fraction in (0, 1], got {_short(value)}")
+        elif key == "split":
+            ok = isinstance(value, str) or (isinstance(value, list) and len(value) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            if not ok:
+                raise DataError(f"{where}: expected three fractions train,dev,test such as [0.8, 0.1, 0.1], "
+                                f"got {_short(value)}")
+            try:
+                parse_split(value if isinstance(value, str) else ",".join(map(str, value)))
+            except DataError as e:
+                raise DataError(f"{where}: {str(e).split(': ', 1)[1]}") from None
+        out[key] = value
+    return out
+
+
 def load_dataset(spec: DataSpec) -> Dataset:
     name = spec.name
+    if not isinstance(name, str) or not name:
+        raise DataError(f"data set {_short(name)}: give a name such as digits, csv:PATH or npz:PATH "
+                        f"(see `tunectl datasets`)")
+    check_image_size(spec.image_size)
     if name in EMBEDDED:
         ds = _load_sklearn(name)
     elif name in TORCHVISION:
@@ -124,7 +203,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
         ds = _load_npz(Path(name.removeprefix("npz:")))
     else:
         known = ", ".join([*EMBEDDED, *TORCHVISION, *PREFIXED])
-        raise DataError(f"unknown data set '{name}'; use one of: {known} (see `tunectl datasets`)")
+        raise DataError(f"unknown data set {_short(name)}; use one of: {known} (see `tunectl datasets`)")
     if spec.task is not None:
         ds = _force_task(ds, spec.task)
     _check(ds)
@@ -256,7 +335,18 @@ def _load_folder(root: Path, image_size: int | None) -> Dataset:
         folder = tvd.ImageFolder(str(root), transform=v2.Compose(steps))
     except (FileNotFoundError, OSError) as e:  # e.g. no images: torchvision names the extensions it reads
         raise DataError(f"folder:{root}: {e}; put the images in one sub-folder per class") from None
-    images = [folder[i][0] for i in range(len(folder))]
+    images = []
+    for i, (file, _) in enumerate(folder.samples):
+        try:
+            image = folder[i][0]
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError ...
+            raise DataError(f"folder:{root}: cannot read image {_plain(file, 160)} ({type(e).__name__}: "
+                            f"{_plain(str(e), 80)}); remove or replace that file") from None
+        if i == 0:
+            _check_memory(f"folder:{root}", len(folder), image.numel(), image_size)
+        images.append(image)
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise DataError(
@@ -268,50 +358,144 @@ def _load_folder(root: Path, image_size: int | None) -> Dataset:
     return Dataset(x, y, task, f"folder:{root}", list(folder.classes), True, True)
 
 
-def _load_csv(path: Path, target: str | None) -> Dataset:
-    if not path.is_file():
-        raise DataError(f"csv:{path}: no such file")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise DataError(f"csv:{path}: needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    if target is None:
-        raise DataError(f"csv:{path}: say which column to predict with --target COLUMN (columns: {', '.join(header)})")
-    if target not in header:
-        raise DataError(f"csv:{path}: no column '{target}'; --target must be one of: {', '.join(header)}")
-    t = header.index(target)
+def _available_memory() -> int | None:
     try:
-        feats = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body], dtype=np.float32)
-    except ValueError as e:
-        raise DataError(f"csv:{path}: feature columns must be numbers ({e}); encode them first") from None
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(where: str, n: int, numel: int, image_size: int | None) -> None:
+    """The images as float32 tensors must fit in (half of) the free memory: refuse before the OOM killer."""
+    need, free = 4 * n * numel, _available_memory()
+    if free is not None and need > free // 2:
+        fix = "use a smaller --image-size" if image_size else "pass --image-size N to shrink them"
+        raise DataError(f"{where}: {n} images of {numel} values need {need / 2**30:.1f} GiB as float32, more than half "
+                        f"of the {free / 2**30:.1f} GiB free; {fix}")
+
+
+def _load_csv(path: Path, target: str | None) -> Dataset:
+    where = f"csv:{path}"
+    if path.is_dir():
+        raise DataError(f"{where}: is a folder, not a CSV file; give the file's path")
+    if not path.is_file():
+        raise DataError(f"{where}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a name
+            reader = csv.reader(f)
+            rows, lines = [], []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line (a trailing one, most often) holds no example
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                        f"save it as UTF-8") from None
+    except csv.Error as e:  # a NUL byte, a field past the csv module's size limit
+        raise DataError(f"{where}: not a readable CSV file ({_short(str(e))}); check the file") from None
+    if len(rows) < 2:
+        raise DataError(f"{where}: needs a header row and at least one data row")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    columns = ", ".join(h if len(h) <= 40 else h[:37] + "..." for h in header[:30]) + (", ..." if len(header) > 30 else "")
+    if target is None:
+        raise DataError(f"{where}: say which column to predict with --target COLUMN (columns: {columns})")
+    if target not in header:
+        raise DataError(f"{where}: no column {_short(target)}; --target must be one of: {columns}")
+    if header.count(target) > 1:
+        raise DataError(f"{where}: {header.count(target)} columns are named {_short(target)}; rename them so that "
+                        f"--target names one")
+    if len(header) < 2:
+        raise DataError(f"{where}: has only the target column {_short(target)} and no feature to learn from; "
+                        f"add feature columns")
+    t = header.index(target)
+    for row, line in zip(body, lines[1:]):
+        if len(row) != len(header):
+            raise DataError(f"{where}: line {line} has {len(row)} cells but the header has {len(header)}; "
+                            f"fix that row (a missing or extra comma?)")
+    feats = np.empty((len(body), len(header) - 1), dtype=np.float64)
+    names = [h for i, h in enumerate(header) if i != t]
+    for r, (row, line) in enumerate(zip(body, lines[1:])):
+        for j, v in enumerate(c for i, c in enumerate(row) if i != t):
+            try:
+                feats[r, j] = float(v)
+            except ValueError:
+                raise DataError(f"{where}: line {line}, column {_short(names[j], 40)}: {_short(v.strip(), 40)} is "
+                                f"not a number; feature columns must be numbers (encode them first)") from None
     labels = [r[t].strip() for r in body]
-    y, classes, task = _targets(np.array(labels, dtype=object), f"csv:{path}")
-    return Dataset(torch.tensor(feats), y, task, f"csv:{path}", classes)
+    y, classes, task = _targets(np.array(labels, dtype=object), where)
+    return Dataset(_to_float32(feats, where), y, task, where, classes)
+
+
+def _to_float32(a: np.ndarray, where: str) -> torch.Tensor:
+    """Features as float32, refusing what float32 cannot hold (rather than turning it into inf)."""
+    if a.size and np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)):
+            raise DataError(f"{where}: features contain NaN or infinite values; drop or fill those rows")
+        if a.dtype.itemsize > 4:
+            big = float(np.max(np.abs(a)))
+            if big > FLOAT32_MAX:
+                raise DataError(f"{where}: a feature value of {big:.3g} is too large for float32 (at most about "
+                                f"3.4e38); rescale that column (e.g. divide it by a power of ten, or take its log)")
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def _load_npz(path: Path) -> Dataset:
+    import zipfile
+    import zlib
+
+    where = f"npz:{path}"
+    if path.is_dir():
+        raise DataError(f"{where}: is a folder, not a .npz file; give the file's path")
     if not path.is_file():
-        raise DataError(f"npz:{path}: no such file")
+        raise DataError(f"{where}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            raise DataError(f"{where}: is a single .npy array, not a .npz archive; save it with "
+                            f"np.savez(PATH, x=x, y=y)")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DataError(f"{where}: not a .npz archive; save it with np.savez(PATH, x=x, y=y)")
+        with z:
             if "x" not in z or "y" not in z:
-                raise DataError(f"npz:{path}: needs arrays named 'x' and 'y' (found: {', '.join(z.files)})")
+                found = ", ".join(_plain(n, 40) for n in z.files[:10]) or "nothing"
+                raise DataError(f"{where}: needs arrays named 'x' and 'y' (found: {found})")
             x, y = z["x"], z["y"]
-    except (ValueError, OSError) as e:
-        raise DataError(f"npz:{path}: not a readable .npz file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise DataError(f"{where}: not a readable .npz file ({_short(str(e))}); save it with "
+                        f"np.savez(PATH, x=x, y=y)") from None
+    for label, a in (("x", x), ("y", y)):
+        if a.ndim == 0:
+            raise DataError(f"{where}: {label} is a single value (0-d), not one row per example; "
+                            f"save {'x as examples x features' if label == 'x' else 'y as one target per example'}")
+        if np.issubdtype(a.dtype, np.complexfloating):
+            raise DataError(f"{where}: {label} holds complex numbers; store the real and imaginary parts as "
+                            f"separate real columns")
+    if x.ndim == 1:
+        raise DataError(f"{where}: x is 1-D (shape {x.shape}); give examples x features, e.g. x.reshape(-1, 1) "
+                        f"for a single feature")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # a column vector: one target per example all the same
+    if y.ndim != 1:
+        raise DataError(f"{where}: y has shape {y.shape}; give one target per example (1-D, shape ({len(y)},))")
     if len(x) != len(y):
-        raise DataError(f"npz:{path}: x has {len(x)} rows but y has {len(y)}; they must match")
+        raise DataError(f"{where}: x has {len(x)} rows but y has {len(y)}; they must match")
     if not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"npz:{path}: x must be numeric, got {x.dtype}")
-    yt, classes, task = _targets(y, f"npz:{path}")
+        raise DataError(f"{where}: x must be numeric, got {x.dtype}")
+    if x.size == 0 and len(x):
+        raise DataError(f"{where}: x has shape {x.shape}: no feature to learn from; add features")
+    yt, classes, task = _targets(y, where)
     is_image = x.ndim == 4
-    return Dataset(torch.tensor(x.astype(np.float32)), yt, task, f"npz:{path}", classes, is_image)
+    return Dataset(_to_float32(x, where), yt, task, where, classes, is_image)
 
 
 def _targets(y: np.ndarray, where: str = "data") -> tuple[torch.Tensor, list[str], str]:
     """Infer the task from the targets: numbers with many distinct values are regression."""
     y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.complexfloating):
+        raise DataError(f"{where}: targets are complex numbers; give real targets")
     numeric = None
     try:
         numeric = y.astype(np.float64)
@@ -323,6 +507,9 @@ def _targets(y: np.ndarray, where: str = "data") -> tuple[torch.Tensor, list[str
         values = np.unique(numeric)
         integral = np.all(numeric == np.round(numeric))
         if not integral or len(values) > max(20, int(0.05 * len(numeric))):
+            if np.max(np.abs(numeric)) > FLOAT32_MAX:
+                raise DataError(f"{where}: a target of {np.max(np.abs(numeric)):.3g} is too large for float32 "
+                                f"(at most about 3.4e38); rescale the targets")
             return torch.tensor(numeric, dtype=torch.float32), [], "regression"
         labels = [str(int(v)) for v in values]
         inverse = np.searchsorted(values, numeric)
@@ -357,6 +544,8 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
 def _check(ds: Dataset) -> None:
     if len(ds.x) == 0:
         raise DataError(f"{ds.name}: the data set is empty")
+    if ds.x[0].numel() == 0:
+        raise DataError(f"{ds.name}: the examples have no features (shape {tuple(ds.x.shape[1:])}); add features")
     if not torch.isfinite(ds.x).all():
         raise DataError(f"{ds.name}: features contain NaN or infinite values; drop or fill those rows")
     if ds.task == "regression" and not torch.isfinite(ds.y).all():
@@ -378,14 +567,16 @@ def split_sizes(n: int, ratios: tuple[float, float, float] | None) -> tuple[int,
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
+    if not isinstance(text, str):
+        raise DataError(f"--split {_short(text)}: give three positive fractions train,dev,test, e.g. --split 0.8,0.1,0.1")
     try:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or any(p <= 0 for p in parts):
-        raise DataError(f"--split {text!r}: give three positive fractions train,dev,test, e.g. --split 0.8,0.1,0.1")
+    if len(parts) != 3 or any(not (math.isfinite(p) and p > 0) for p in parts):
+        raise DataError(f"--split {_short(text)}: give three positive fractions train,dev,test, e.g. --split 0.8,0.1,0.1")
     if abs(sum(parts) - 1.0) > 1e-6:
-        raise DataError(f"--split {text!r}: the fractions sum to {sum(parts):g}, not 1; e.g. --split 0.8,0.1,0.1")
+        raise DataError(f"--split {_short(text)}: the fractions sum to {sum(parts):g}, not 1; e.g. --split 0.8,0.1,0.1")
     return parts  # type: ignore[return-value]
 
 
@@ -396,6 +587,7 @@ def _digest(t: torch.Tensor) -> str:
 def _split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     from sklearn.model_selection import train_test_split
 
+    check_split_seed(seed)
     n = len(ds.y)
     n_train, n_dev, n_test = split_sizes(n, ratios)
     if min(n_train, n_dev, n_test) < 1:
@@ -406,7 +598,7 @@ def _split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarr
         try:
             rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=stratify)
             strat_rest = stratify[rest] if stratify is not None else None
-            train, dev = train_test_split(rest, test_size=n_dev, random_state=seed + 1, stratify=strat_rest)
+            train, dev = train_test_split(rest, test_size=n_dev, random_state=(seed + 1) % (MAX_SEED + 1), stratify=strat_rest)
             return np.sort(train), np.sort(dev), np.sort(test), stratify is not None
         except ValueError:  # a class too rare to stratify on: fall back to a plain shuffle split
             continue
@@ -425,8 +617,10 @@ def make_splits(
 
     The test split is left out unless `include_test` (only `tunectl evaluate` asks).
     """
-    if not 0.0 < train_fraction <= 1.0:
-        raise DataError(f"--train-fraction {train_fraction}: must be in (0, 1], e.g. 0.25")
+    check_split_seed(seed)
+    if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
+            or not 0.0 < train_fraction <= 1.0:
+        raise DataError(f"--train-fraction {_short(train_fraction)}: must be in (0, 1], e.g. 0.25")
     train, dev, test, stratified = _split_indices(ds, ratios, seed)
     manifest = {
         "dataset": ds.name,

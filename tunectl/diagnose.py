@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tunectl.config import TrainConfig, from_dict
+from tunectl.config import TrainConfig, from_dict, short
 from tunectl.errors import TunectlError
 from tunectl.space import RESERVED, Space, parse_space
 
@@ -49,8 +49,9 @@ class Thresholds:
         out = []
         for flag, value in (("--bias-threshold", self.bias), ("--variance-threshold", self.variance)):
             value = default if value is None else value
-            if not (math.isfinite(value) and value >= 0):
-                raise TunectlError(f"{flag} {value}: must be a number >= 0, e.g. {default}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value)
+                                                                                      and value >= 0):
+                raise TunectlError(f"{flag} {short(value, 40)}: must be a finite number >= 0, e.g. {default}")
             out.append(value * unit)
         return out[0], out[1]
 
@@ -81,14 +82,27 @@ class Diagnosis:
 
 
 def _clean(v: Any) -> Any:
-    """Round floats for reading and drop NaN (JSON has none)."""
+    """Drop NaN (JSON has none); numbers keep full precision (tables round them for reading)."""
     if isinstance(v, float):
-        return round(v, 6) if math.isfinite(v) else None
+        return v if math.isfinite(v) else None
     if isinstance(v, dict):
         return {k: _clean(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_clean(x) for x in v]
     return v
+
+
+def check_human_error(value: Any, task: str | None = None) -> float:
+    """--human-error: a finite number >= 0; for classification an error rate, so below 1."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise TunectlError(f"--human-error {short(value, 40)}: must be a finite number >= 0 (an error rate such as "
+                           f"0.01, or an RMSE in the target's units for regression)")
+    if task not in (None, "regression") and value >= 1:
+        raise TunectlError(f"--human-error {value:g}: an error rate must be below 1 (0.05 = 5 %); "
+                           f"for a percentage, divide by 100")
+    return float(value)
 
 
 def verdict(avoidable_bias: float, variance: float, bias_threshold: float, variance_threshold: float) -> str:
@@ -104,7 +118,8 @@ def diagnose(train_error: float, dev_error: float, human_error: float = 0.0, tas
              space: dict[str, Any] | None = None, image: bool = False,
              data_curve: list[dict[str, Any]] | None = None) -> Diagnosis:
     """The four numbers, the verdict, the curves' evidence, and actions in `config`'s terms."""
-    for name, v in (("train error", train_error), ("dev error", dev_error), ("human error", human_error)):
+    human_error = check_human_error(human_error, task)
+    for name, v in (("train error", train_error), ("dev error", dev_error)):
         if v is None or not math.isfinite(v):
             raise TunectlError(f"{name} is {v}: the model has no finite error (it diverged?); diagnose another trial")
     tb, tv = thresholds.absolute(task, target_spread)
@@ -167,8 +182,9 @@ def data_curve(config: dict[str, Any], spec: Any, ratios: Any = None, split_seed
                on_point: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """Retrain `config` on growing shares of the training split (same seed, epochs and dev split)."""
     from tunectl.data import load_dataset, make_splits  # torch: only when a curve is asked for
-    from tunectl.train import fit
+    from tunectl.train import check_device, fit
 
+    check_device(device)  # an unknown or absent device: one line before any retraining
     ds = load_dataset(spec)
     cfg = from_dict(config)
     points = []
@@ -178,7 +194,7 @@ def data_curve(config: dict[str, Any], spec: Any, ratios: Any = None, split_seed
         # a mini-batch larger than the subset becomes the full batch, not an error
         hist = fit(cfg if cfg.batch_size <= n else cfg.replace(batch_size=0), splits, device=device)
         point = {"fraction": f, "n_train": n, "train_error": hist.train_error, "dev_error": hist.dev_error,
-                 "best_epoch": hist.best_epoch, "epochs": hist.epochs_run, "seconds": round(hist.seconds, 2)}
+                 "best_epoch": hist.best_epoch, "epochs": hist.epochs_run, "seconds": hist.seconds}
         points.append(point)
         if on_point is not None:
             on_point(point)
@@ -407,28 +423,79 @@ def next_space(d: Diagnosis, config: dict[str, Any], space: dict[str, Any] | Non
 # ----------------------------------------------------------------------------- where the numbers come from
 
 
+def check_out_file(path: Path | str, flag: str, example: str) -> None:
+    """An output file the command will write: refused (bad input, before any work) when it names a
+    folder, or a place under a regular file, where the write could only fail at the end."""
+    path = Path(path)
+    if path.is_dir():
+        raise TunectlError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} {path / example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TunectlError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+            break
+
+
+def check_next_space(path: Path | str) -> None:
+    """--next-space: checked before the diagnosis (and a --data-curve's retraining) runs."""
+    check_out_file(path, "--next-space", "next.yaml")
+
+
 def is_image_data(name: str | None) -> bool:
     return bool(name) and (name in IMAGE_DATA or str(name).startswith("folder:"))
+
+
+def _number_or_null(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def read_run(folder: Path | str) -> dict[str, Any]:
     """A `tunectl train` run folder -> the subject of a diagnosis."""
     folder = Path(folder)
+    path = folder / "history.json"
+    rerun = f"rerun `tunectl train` into a new --out folder"
     try:
-        hist = json.loads((folder / "history.json").read_text())
+        hist = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TunectlError(f"{folder}: no history.json, so not a `tunectl train` run folder; give a run folder "
                            f"or a study name") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise TunectlError(f"{folder}/history.json is not valid JSON; rerun `tunectl train --out {folder}`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise TunectlError(f"{path} is not valid JSON; {rerun}") from None
+    except OSError as e:
+        raise TunectlError(f"{path}: cannot read it ({e.strerror or e}); check the run folder") from None
+    if not isinstance(hist, dict):
+        raise TunectlError(f"{path}: expected a JSON object (a `tunectl train` history), got a "
+                           f"{type(hist).__name__}; {rerun}")
+    expect = {"train_error": (_number_or_null, "a number"), "dev_error": (_number_or_null, "a number"),
+              "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v), "a list of epochs"),
+              "config": (lambda v: isinstance(v, dict), "a mapping"),
+              "data": (lambda v: v is None or isinstance(v, dict), "a mapping"),
+              "task": (lambda v: v is None or v in ("binary", "multiclass", "regression"), "a task name")}
+    for key, (ok, what) in expect.items():
+        if key not in hist and key in ("train_error", "dev_error", "config"):
+            raise TunectlError(f"{path}: no '{key}'; not a `tunectl train` history, {rerun}")
+        if key in hist and not ok(hist[key]):
+            raise TunectlError(f"{path}: '{key}' should be {what}, got {short(hist[key], 60)}; {rerun}")
+    for row in hist.get("history") or []:
+        for k in ("epoch", "train_error", "dev_error", "train_loss"):
+            if k in row and not _number_or_null(row[k]):
+                raise TunectlError(f"{path}: history: '{k}' should be a number, got {short(row[k], 60)}; {rerun}")
     try:
-        manifest = json.loads((folder / "split.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        from_dict(hist["config"])
+    except TunectlError as e:
+        raise TunectlError(f"{path}: config: {e}; {rerun}") from None
+    try:
+        manifest = json.loads((folder / "split.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         manifest = {}
-    return {"source": {"run": str(folder)}, "task": hist.get("task") or manifest.get("task", "multiclass"),
+    manifest = manifest if isinstance(manifest, dict) else {}
+    scaling = manifest.get("scaling") if isinstance(manifest.get("scaling"), dict) else {}
+    y_scale = scaling.get("y_scale") if _finite(scaling.get("y_scale")) else None
+    task = hist.get("task") or manifest.get("task")
+    return {"source": {"run": str(folder)}, "task": task if task in ("binary", "multiclass", "regression") else "multiclass",
             "train_error": hist.get("train_error"), "dev_error": hist.get("dev_error"),
-            "curve": hist.get("history", []), "config": hist.get("config") or {}, "data": hist.get("data") or {},
-            "y_scale": manifest.get("scaling", {}).get("y_scale"), "space": None, "status": hist.get("status")}
+            "curve": hist.get("history") or [], "config": hist.get("config") or {}, "data": hist.get("data") or {},
+            "y_scale": y_scale, "space": None, "status": hist.get("status")}
 
 
 def trial_subject(record: dict[str, Any], meta: dict[str, Any], study: str) -> dict[str, Any]:
@@ -465,6 +532,7 @@ def study_verdicts(records: list[dict[str, Any]], meta: dict[str, Any], human_er
     """Trial number -> verdict, for the trials that have both errors (a leaderboard's column)."""
     manifest = meta.get("manifest", {})
     task, spread = manifest.get("task", "multiclass"), manifest.get("scaling", {}).get("y_scale")
+    human_error = check_human_error(human_error, task)
     tb, tv = thresholds.absolute(task, spread)
     out = {}
     for r in records:
@@ -476,6 +544,7 @@ def study_verdicts(records: list[dict[str, Any]], meta: dict[str, Any], human_er
 def study_overview(records: list[dict[str, Any]], meta: dict[str, Any], study: str, human_error: float = 0.0,
                    thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
     """`diagnose STUDY --all`: how many complete trials are bias- or variance-limited."""
+    check_human_error(human_error, meta.get("manifest", {}).get("task", "multiclass"))
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: math.inf if r["dev_error"] is None else r["dev_error"])
     verdicts = study_verdicts(complete, meta, human_error, thresholds)
     counts = {v: sum(x == v for x in verdicts.values()) for v in VERDICTS}

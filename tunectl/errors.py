@@ -1,4 +1,4 @@
-"""One error hierarchy, raised by the core and caught once in `cli` (exit code 2).
+"""One error hierarchy, raised by the core and caught once in `cli` (exit 2 for bad input, 1 for RunError).
 
 Every message says what is wrong *and* how to fix it, in one line, because it is
 what a user reads at a terminal at 7 a.m. after an overnight job refused to start.
@@ -23,3 +23,8 @@ class DataError(TunectlError):
 
 class StudyError(TunectlError):
     """A study that cannot be created, resumed or read (storage, mismatch, corruption)."""
+
+
+class RunError(Exception):
+    """A run that failed for a reason other than its input (ten trials failed in a row, every
+    worker refused, a refit diverged). The CLI prints it on one line and exits 1."""

@@ -70,6 +70,19 @@ def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT
     return Chosen(study, folder, meta, record, kept)
 
 
+def _check_not_deleted(c: Chosen, fix: str) -> None:
+    """A trial that kept a checkpoint whose file is gone (deleted, moved, a lost --artifacts mount)
+    is told apart from one that never kept weights: the message names the missing file."""
+    ref = c.record.get("checkpoint")
+    if not ref or c.checkpoint is not None:
+        return
+    path = c.folder / ref
+    kept = ", ".join(map(str, c.kept)) or "none"
+    what = "is a folder, not a checkpoint" if path.is_dir() else "is missing (deleted or moved?)"
+    raise StudyError(f"trial {c.record['number']} of '{c.study}': its checkpoint {path} {what}; {fix} "
+                     f"(trials with weights: {kept})")
+
+
 def study_splits(meta: dict[str, Any], include_test: bool):
     """The study's split, rebuilt from its data settings and seed, checked against its manifest."""
     from tunectl.data import DataSpec, load_splits, parse_split, same_split
@@ -96,8 +109,8 @@ def _evaluations(folder: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        looks = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        looks = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError, RecursionError):
         looks = None
     if not isinstance(looks, list):
         # never start a fresh record over a damaged one: that would hide earlier looks at the test set
@@ -108,16 +121,16 @@ def _evaluations(folder: Path) -> list[dict[str, Any]]:
 def evaluate_study(study: str, trial: int | None = None, refit: bool = False, root: Path | str = studies.ROOT,
                    storage: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Evaluate the chosen trial on test, dev and train once, and record that look."""
-    import torch
-
     from tunectl.models import load_checkpoint, model_from_checkpoint
     from tunectl.train import evaluate, pick_device
 
+    dev_ = pick_device(device)  # an unknown or absent device: one line before any work
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
     looks = _evaluations(c.folder)  # a damaged record refuses before any work
     ckpt = None
     if not refit:
+        _check_not_deleted(c, "add --refit to retrain it, or choose another --trial")
         if c.checkpoint is None:
             kept = ", ".join(map(str, c.kept)) or "none"
             raise StudyError(f"trial {n} of '{study}' kept no weights (only the best few complete trials do; "
@@ -127,7 +140,6 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     if ckpt is not None and ckpt.get("manifest") and ckpt["manifest"].get("hashes") != splits.manifest["hashes"]:
         raise StudyError(f"{c.checkpoint}: was trained on another split than study '{study}'; "
                          f"it does not belong to this study")
-    dev_ = torch.device(device) if device else pick_device()
     if refit:
         model, epochs, model_path, fit_on = _refit(c, splits, dev_)
     else:
@@ -228,8 +240,12 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder; give a new folder (export never overwrites)")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"--out {out}: {above} is a file, not a folder; choose another path")
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
+    _check_not_deleted(c, "restore it, or export another --trial")
     if c.checkpoint is None:
         kept = ", ".join(map(str, c.kept)) or "none"
         raise StudyError(f"trial {n} of '{study}' kept no weights (only the best complete trials do; kept: {kept}); "

@@ -440,9 +440,11 @@ def _diagnose_best(record: dict[str, Any] | None, meta: dict[str, Any], study: s
 def report_study(name: str, storage: str | None = None, root: Path | str = studies.ROOT,
                  out: Path | str | None = None) -> Path:
     """Gather everything about study `name` (plain data from tune.py), render it, write it atomically."""
-    from tunectl.diagnose import study_verdicts
+    from tunectl.diagnose import check_out_file, study_verdicts
     from tunectl.tune import ATTR, importances, open_study, summarize, trial_record
 
+    if out is not None:  # a folder (or a path under a file) is bad input: refused before the study is read
+        check_out_file(out, "--out", "report.html")
     study = open_study(name, storage, root)
     summary = summarize(study, storage or studies.default_storage_url(name, Path(root)))
     records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
@@ -456,4 +458,6 @@ def report_study(name: str, storage: str | None = None, root: Path | str = studi
         warnings.simplefilter("ignore")  # Optuna's notes on few trials per regime: the report says how many there are
         imp = importances(study)
     text = render(summary, study, imp, diagnosis, missing, evaluations, problem, records, verdicts)
-    return write_report(Path(out) if out else folder / "report.html", text)
+    path = Path(out) if out else folder / "report.html"
+    check_out_file(path, "--out", "report.html")
+    return write_report(path, text)

@@ -110,7 +110,11 @@ class TuneDisplay:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:  # stopping a display never started prints an empty line
+            self.progress.stop()
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]note: {text}[/]", soft_wrap=True)
 
     def update(self, p: dict[str, Any]) -> None:
         self.progress.start()  # no-op once started
@@ -174,10 +178,16 @@ def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:
     for col in ("study", "data set", "complete", "pruned", "failed", "running", "best dev error", "last activity"):
         t.add_column(col)
     for r in rows:
+        if r.get("unreadable"):
+            t.add_row(r["study"], "[red]unreadable[/]", "-", "-", "-", "-", "-", "-")
+            continue
         s = r["states"]
         t.add_row(r["study"], r.get("dataset") or "-", str(s["COMPLETE"]), str(s["PRUNED"]), str(s["FAIL"]),
                   str(s["RUNNING"]), fmt(r["best_dev_error"]), (r.get("last_activity") or "-")[:19])
     console.print(t)
+    for r in rows:
+        if r.get("unreadable"):
+            console.print(f"[red]{r['study']}: {r['unreadable']}[/]", soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- diagnose

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from tunectl.config import FIELD_TYPES, TrainConfig, closest_field, coerce, from_dict
+from tunectl.config import FIELD_TYPES, TrainConfig, check_size, closest_field, coerce, from_dict, short
 from tunectl.errors import ConfigError, SpaceError
 
 TOP_KEYS = ("model", "dataset", "epochs", "params", "fixed")
@@ -31,6 +31,10 @@ SPEC_KEYS = {
     "int": {"type", "low", "high", "log", "step", "when"},
     "categorical": {"type", "choices", "when"},
 }
+MAX_CHOICES = 1000  # categorical choices per parameter: a grid of thousands is not a search, and Optuna stores them all per trial
+MAX_NODES = 100_000  # values in a space document, counted with YAML aliases expanded ('billion laughs')
+MAX_BYTES = 1_000_000  # a space file is a page of YAML, not a data set
+MAX_INT = 2**53  # Optuna stores parameters as floats: integers past 2**53 would not come back as written
 RESERVED = {"epochs": "set `epochs:` at the top level: it is the study's budget per trial",
             "seed": "the seed is the study's (--seed); it is not searched"}
 
@@ -79,25 +83,38 @@ def _distribution(s: dict[str, Any]) -> BaseDistribution:
 def load_space(path: Path | str) -> Space:
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise SpaceError(f"{path}: {path.stat().st_size} bytes is too large for a search-space file (at most "
+                             f"{MAX_BYTES}); is it the right file?")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such search-space file; see searchspaces/ for examples") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"{path}: cannot read the search-space file ({e})") from None
+        raise SpaceError(f"{path}: cannot read the search-space file ({short(str(e))})") from None
+    doc = load_yaml(text, str(path), SpaceError)
+    return parse_space(doc, str(path))
+
+
+def load_yaml(text: str, where: str, error: type[Exception] = SpaceError) -> Any:
+    """yaml.safe_load, with every failure one line naming `where`, and a bound on what aliases expand to."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "syntax error"
-        raise SpaceError(f"{path}:{where}: YAML {problem}; fix the syntax there") from None
+        raise error(f"{where}:{at}: YAML {_name(problem, limit=120)}; fix the syntax there") from None
     except (ValueError, RecursionError) as e:  # a number past Python's digit limit; nesting too deep
-        raise SpaceError(f"{path}: cannot read it as YAML ({type(e).__name__}); simplify the file") from None
-    return parse_space(doc, str(path))
+        raise error(f"{where}: cannot read it as YAML ({type(e).__name__}); simplify the file") from None
+    check_size(doc, where, error, MAX_NODES)
+    return doc
 
 
 def _number(where: str, key: str, value: Any, kind: type) -> Any:
     """YAML reads `1e-4` (no dot) as a string; accept it as the number it means."""
+    where = f"{where}." if not where.endswith(": ") else where
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise SpaceError(f"{where}{key}: {short(value)} is out of range; use a number between -{MAX_INT} and {MAX_INT}")
     try:
         number = float(value) if isinstance(value, str) else value
         # math.isfinite overflows on ints beyond a float's range: those are no use either
@@ -105,21 +122,20 @@ def _number(where: str, key: str, value: Any, kind: type) -> Any:
     except (ValueError, OverflowError):
         ok = False
     if not ok:
-        raise SpaceError(f"{where}.{key}: expected a number, got {_short(value)}")
+        raise SpaceError(f"{where}{key}: expected a number, got {_short(value)}")
     if kind is int:
+        if abs(number) > MAX_INT:
+            raise SpaceError(f"{where}{key}: {short(value)} is out of range; use a number between -{MAX_INT} and "
+                             f"{MAX_INT}")
         if float(number) != int(number):
-            raise SpaceError(f"{where}.{key}: expected a whole number, got {_short(value)}")
+            raise SpaceError(f"{where}{key}: expected a whole number, got {_short(value)}")
         return int(number)
     return float(number)
 
 
 def _short(value: Any) -> str:
     """A value for a one-line message: a pasted 500-digit number or a long list stays short."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int past Python's digit limit for str()
-        return "a number with too many digits"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(value, 60)
 
 
 def _check_value(where: str, name: str, value: Any, what: str) -> Any:
@@ -128,11 +144,11 @@ def _check_value(where: str, name: str, value: Any, what: str) -> Any:
         from_dict({name: typed})  # TrainConfig's own range checks (dropout in [0, 1), lr > 0, ...)
         return typed
     except ConfigError as e:
-        raise SpaceError(f"{where}: {what} {value!r} is invalid: {e}") from None
+        raise SpaceError(f"{where}: {what} {_short(value)} is invalid: {e}") from None
 
 
 def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
-    where = f"{origin}: params.{name}"
+    where = f"{origin}: params.{_name(name)}"
     if name not in FIELD_TYPES:
         raise SpaceError(f"{where}: unknown hyperparameter{closest_field(name)}")
     if name in RESERVED:
@@ -141,19 +157,22 @@ def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
         raise SpaceError(f"{where}: expected a mapping like {{type: float, low: 1e-4, high: 1e-1, log: true}}")
     kind = raw.get("type")
     if kind not in SPEC_KEYS:
-        raise SpaceError(f"{where}.type: {kind!r} is not float, int or categorical")
+        raise SpaceError(f"{where}.type: {_short(kind)} is not float, int or categorical")
     unknown = set(raw) - SPEC_KEYS[kind]
     if unknown:
-        raise SpaceError(f"{where}: unknown key '{sorted(unknown)[0]}' for type {kind}; allowed: {', '.join(sorted(SPEC_KEYS[kind]))}")
+        raise SpaceError(f"{where}: unknown key {_short(sorted(map(str, unknown))[0])} for type {kind}; allowed: {', '.join(sorted(SPEC_KEYS[kind]))}")
     spec: dict[str, Any] = {"type": kind}
     field_type = FIELD_TYPES[name]
     if kind == "categorical":
         choices = raw.get("choices")
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"{where}.choices: give a non-empty list, e.g. choices: [32, 64, 128]")
+        if len(choices) > MAX_CHOICES:
+            raise SpaceError(f"{where}.choices: {len(choices)} choices; at most {MAX_CHOICES} per parameter "
+                             f"(for a number, search a range: type: int or float with low and high)")
         typed = [_check_value(where, name, c, "choice") for c in choices]
         if len(set(map(str, typed))) != len(typed):
-            raise SpaceError(f"{where}.choices: repeated choice in {choices}; list each once")
+            raise SpaceError(f"{where}.choices: repeated choice in {_short(choices)}; list each once")
         spec["choices"] = typed
     else:
         if field_type is str:
@@ -170,7 +189,7 @@ def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
         spec.update(low=low, high=high)
         log = raw.get("log", False)
         if not isinstance(log, bool):
-            raise SpaceError(f"{where}.log: expected true or false, got {log!r}")
+            raise SpaceError(f"{where}.log: expected true or false, got {_short(log)}")
         if log:
             if low <= 0:
                 raise SpaceError(f"{where}: log scale needs low > 0 (got {low}); e.g. low: 1.0e-5")
@@ -194,7 +213,7 @@ def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
         when = raw["when"]
         if not isinstance(when, dict) or not when:
             raise SpaceError(f"{where}.when: expected a mapping like {{optimizer: [momentum, rmsprop]}}")
-        spec["when"] = {k: v if isinstance(v, list) else [v] for k, v in when.items()}
+        spec["when"] = {str(k): v if isinstance(v, list) else [v] for k, v in when.items()}
     return spec
 
 
@@ -205,7 +224,7 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
     if unknown:
         near = difflib.get_close_matches(str(unknown[0]), TOP_KEYS, n=1)
         hint = f"did you mean '{near[0]}'? " if near else ""
-        raise SpaceError(f"{origin}: unknown top-level key '{unknown[0]}'; {hint}allowed: {', '.join(TOP_KEYS)}")
+        raise SpaceError(f"{origin}: unknown top-level key {_name(unknown[0], quote=True)}; {hint}allowed: {', '.join(TOP_KEYS)}")
     params_raw = doc.get("params") or {}
     fixed_raw = doc.get("fixed") or {}
     if not isinstance(params_raw, dict) or not params_raw:
@@ -216,7 +235,7 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
     fixed = {}
     for name, value in fixed_raw.items():
         if name not in FIELD_TYPES:
-            raise SpaceError(f"{origin}: fixed.{name}: unknown hyperparameter{closest_field(str(name))}")
+            raise SpaceError(f"{origin}: fixed.{_name(name)}: unknown hyperparameter{closest_field(str(name))}")
         if name in specs:
             raise SpaceError(f"{origin}: '{name}' is both searched and fixed; keep one")
         if name in RESERVED:
@@ -226,16 +245,17 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
         for key, values in spec.get("when", {}).items():
             if key not in specs and key not in fixed:
                 raise SpaceError(
-                    f"{origin}: params.{name}.when names '{key}', which is neither searched nor fixed here; "
+                    f"{origin}: params.{name}.when names {_name(key, quote=True)}, which is neither searched nor fixed here; "
                     f"add it to params or fixed, or drop the condition"
                 )
             if key == name:
                 raise SpaceError(f"{origin}: params.{name}.when refers to itself")
             spec["when"][key] = [_check_value(f"{origin}: params.{name}.when.{key}", key, v, "value") for v in values]
     epochs = doc.get("epochs", 20)
-    epochs = _number(origin, "epochs", epochs, int)
+    epochs = _number(f"{origin}: ", "epochs", epochs, int)
     if epochs < 1:
         raise SpaceError(f"{origin}: epochs must be >= 1 (got {epochs})")
+    _check_value(origin, "epochs", epochs, "epochs")  # TrainConfig's upper bound too
     model = doc.get("model")
     if model is not None:
         _check_value(f"{origin}: model", "model", model, "model")
@@ -243,6 +263,13 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
     if dataset is not None and not isinstance(dataset, str):
         raise SpaceError(f"{origin}: dataset must be a name such as digits or csv:PATH")
     return Space(_ordered(origin, specs), fixed, model, dataset, epochs, origin)
+
+
+def _name(name: Any, quote: bool = False, limit: int = 60) -> str:
+    """A key from the user's file, bounded for a message (a 1 MB key is a key too)."""
+    text = str(name)
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"'{text}'" if quote else text
 
 
 def _ordered(origin: str, specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

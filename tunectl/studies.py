@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -24,26 +25,55 @@ DATA_KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "sp
 
 
 def read_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A params file -> (TrainConfig fields, data settings). Unknown keys are refused."""
+    """A params file -> (TrainConfig fields, data settings). Unknown keys and wrong types are refused."""
+    from tunectl.config import check_size, short
+    from tunectl.data import check_data_settings
+    from tunectl.errors import DataError
+
     path = Path(path)
+    where = f"--params {path}"
     try:
-        doc = yaml.safe_load(path.read_text())
+        if path.is_dir():
+            raise ConfigError(f"{where}: is a folder; give the params.yaml in it (from `tunectl export`) "
+                              f"or a run's config.yaml")
+        if path.is_file() and path.stat().st_size > 1_000_000:
+            raise ConfigError(f"{where}: {path.stat().st_size} bytes is too large for a params file; "
+                              f"is it the right file?")
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"--params {path}: no such file; give a params.yaml from `tunectl export` or a run's config.yaml") from None
+        raise ConfigError(f"{where}: no such file; give a params.yaml from `tunectl export` or a run's config.yaml") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          f"save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read it ({e.strerror or e}); check the path") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"--params {path}: not valid YAML{where}; fix the syntax") from None
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}: not valid YAML{at}; fix the syntax") from None
+    except (ValueError, RecursionError) as e:  # a number past Python's digit limit; nesting too deep
+        raise ConfigError(f"{where}: cannot read it as YAML ({type(e).__name__}); simplify the file") from None
+    check_size(doc, where, ConfigError)
     if not isinstance(doc, dict):
-        raise ConfigError(f"--params {path}: expected a mapping of hyperparameter: value")
+        raise ConfigError(f"{where}: expected a mapping of hyperparameter: value")
     data = doc.pop("data", None) or {}
-    if not isinstance(data, dict) or set(data) - set(DATA_KEYS):
-        bad = sorted(set(data) - set(DATA_KEYS)) if isinstance(data, dict) else data
-        raise ConfigError(f"--params {path}: data: unknown keys {bad}; allowed: {', '.join(DATA_KEYS)}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: data: expected a mapping such as {{dataset: digits, split_seed: 0}}, "
+                          f"got {short(data)}")
+    unknown = sorted(str(k) for k in set(data) - set(DATA_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: data: unknown key {short(unknown[0], 60)}; allowed: {', '.join(DATA_KEYS)}")
+    try:
+        data = check_data_settings(data)
+    except DataError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    bad = [k for k in doc if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{where}: key {short(bad[0], 60)} is not a hyperparameter name")
     try:
         from_dict(doc)  # validate names and types now, naming the file
     except ConfigError as e:
-        raise ConfigError(f"--params {path}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
     return doc, data
 
 
@@ -65,14 +95,98 @@ def new_run_dir(root: Path, dataset: str, model: str) -> Path:
     return path
 
 
+def check_new_folder(out: Path, force: bool = False, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder that would overwrite something."""
+    out = Path(out)
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{option} {out}: {parent} is a file, not a folder; give a folder path")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out}: is a file; give a new folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ConfigError(f"{option} {out}: already holds files ({shown}); give a new folder, or add --force to "
+                          f"replace it")
+
+
+class NewFolder:
+    """A run folder written whole or not at all.
+
+    Files are written into a hidden sibling folder, which is renamed into place at the end
+    (one atomic step): a kill or a full disk leaves no half-written run, only the hidden
+    folder, which is removed on any error. If another process made `out` meanwhile, the
+    run goes to `out-2` (and so on) rather than over it; `force` replaces `out` instead.
+    """
+
+    def __init__(self, out: Path, force: bool = False):
+        import os
+
+        self.out, self.force = Path(out), force
+        self.final = self.out
+        self.path = self.out.parent / f".{self.out.name}.{os.getpid()}.partial"
+
+    def __enter__(self) -> "NewFolder":
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True)
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        import errno
+        import os
+        import shutil
+
+        if kind is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        try:
+            if self.out.is_dir() and self.force and any(self.out.iterdir()):
+                old = self.out.parent / f".{self.out.name}.{os.getpid()}.old"
+                self.out.rename(old)
+                self.path.rename(self.out)
+                shutil.rmtree(old, ignore_errors=True)
+                return
+            n = 1
+            while True:
+                try:
+                    self.path.rename(self.final)  # onto a missing or empty folder only
+                    return
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                        raise
+                    n += 1
+                    self.final = self.out.with_name(f"{self.out.name}-{n}")
+        except BaseException:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes on this machine (flock on `path`, made if missing)."""
+    import fcntl
+    import os
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
+    import os
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two processes never share a temporary file
     try:
         tmp.write_text(text)
         tmp.replace(path)
@@ -98,6 +212,85 @@ def safe_name(text: str) -> str:
 
 def study_dir(name: str, root: Path = ROOT) -> Path:
     return Path(root) / safe_name(name)
+
+
+MAX_NAME = 128  # a study name is typed, shown in tables and becomes a folder name (255 bytes at most)
+NAME_FILE = "name.txt"  # in each study folder: the study that owns it (names like a/b and a_b share one)
+
+
+def check_name(name: str) -> None:
+    """Refuse a study name that cannot be typed, shown or kept apart from others."""
+    from tunectl.errors import StudyError
+
+    if not name or not name.strip():
+        raise StudyError("--study '': give the study a name, e.g. --study digits-quick")
+    if len(name) > MAX_NAME:
+        raise StudyError(f"--study {name[:40]!r}...: {len(name)} characters; use at most {MAX_NAME}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise StudyError(f"--study {name!r}: holds a control character; use letters, digits, '-', '_' and '.'")
+
+
+def check_root(root: str | Path) -> None:
+    from tunectl.errors import StudyError
+
+    if Path(root).exists() and not Path(root).is_dir():
+        raise StudyError(f"--root {root}: is a file, not a folder; give the folder that holds the studies")
+
+
+def check_owner(folder: Path, name: str) -> None:
+    """Refuse (reading only) a study folder that another study owns."""
+    from tunectl.errors import StudyError
+
+    claim = folder / NAME_FILE
+    owner = claim.read_text().rstrip("\n") if claim.is_file() else _legacy_owner(folder, name)
+    if owner is not None and owner != name:
+        raise StudyError(f"--study {name!r}: its folder {folder} belongs to study {owner!r}; choose another name")
+
+
+def claim_folder(folder: Path, name: str) -> None:
+    """Make `folder` the study's own: refuse it when another study (a name that maps to the same
+    folder, e.g. a/b and a_b) owns it. The claim is one exclusive file creation, so two
+    processes racing for one folder cannot both win. A refusal removes nothing."""
+    import os
+
+    from tunectl.errors import StudyError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    claim = folder / NAME_FILE
+    if not claim.exists():
+        owner = _legacy_owner(folder, name)
+        if owner is None:
+            tmp = folder / f".{NAME_FILE}.{os.getpid()}.new"
+            tmp.write_text(name + "\n")
+            try:
+                os.link(tmp, claim)  # atomic: fails when another process claimed it first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        elif owner != name:
+            raise StudyError(f"--study {name!r}: its folder {folder} belongs to study {owner!r}; choose another name")
+    owner = claim.read_text().rstrip("\n") if claim.exists() else name
+    if owner != name:
+        raise StudyError(f"--study {name!r}: its folder {folder} belongs to study {owner!r}; choose another name")
+
+
+def _legacy_owner(folder: Path, name: str) -> str | None:
+    """The study in a folder made before name.txt existed: the one its study.db holds, if any."""
+    import sqlite3
+
+    db = folder / "study.db"
+    if not db.is_file() or db.stat().st_size == 0:
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
+        try:
+            names = [r[0] for r in con.execute("SELECT study_name FROM studies")]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return None  # opening the storage reports what is wrong with it
+    return name if name in names or not names else names[0]
 
 
 def default_storage_url(name: str, root: Path = ROOT) -> str:
@@ -196,7 +389,6 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
     and the heartbeats live in it, so any worker retries any dead worker's trial.
     """
     import inspect
-    import sqlite3
     import warnings
 
     import optuna
@@ -206,17 +398,16 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
     check_url(url)
     kwargs: dict = {}
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.exists() and not create:
-            raise StudyError(f"no study storage at {path}; run `tunectl tune` first or check --storage")
-        if path.exists():
-            _check_sqlite(path)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(path) as con:  # WAL: readers never block the writer
-                con.execute("PRAGMA journal_mode=WAL")
+        path = sqlite_path(url)
+        if not path.exists():
+            if not create:
+                raise StudyError(f"no study storage at {path}; run `tunectl tune` first or check --storage")
+            _create_sqlite(path)
+        check_sqlite(path)  # empty, foreign, corrupt or unreadable: refused, never re-initialised
+        kwargs["skip_table_creation"] = True  # the tables are there: opening a study never writes its schema
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     elif url.startswith("postgresql"):
+        kwargs["skip_table_creation"] = not create
         # pre-ping: a connection the server dropped overnight is replaced, not failed on
         kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {
             "connect_timeout": CONNECT_TIMEOUT, "application_name": "tunectl"}}
@@ -266,13 +457,73 @@ def artifact_store(folder: Path):
     return FileSystemArtifactStore(Path(folder))
 
 
-def _check_sqlite(path: Path) -> None:
+def sqlite_path(url: str) -> Path:
+    """The file of a sqlite:/// URL; a URL naming a folder (or nothing) is refused."""
+    from tunectl.errors import StudyError
+
+    raw = url.removeprefix("sqlite:///").split("?", 1)[0]
+    path = Path(raw)
+    if not raw or raw.endswith("/") or path.is_dir():
+        raise StudyError(f"--storage {url}: names a folder, not a file; give a file, e.g. sqlite:///studies/NAME/study.db")
+    return path
+
+
+def _create_sqlite(path: Path) -> None:
+    """Make a complete, empty Optuna storage at `path` atomically.
+
+    The tables are made in a private file that is then hard-linked into place: a process
+    that finds `path` finds a whole storage, never a half-made one, so an empty file can be
+    refused as damage (never re-initialised over a study). Two processes racing here both
+    succeed: the loser's link fails on the existing file and it uses the winner's.
+    """
+    import os
+    import sqlite3
+    import warnings
+
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        with sqlite3.connect(tmp, timeout=60) as con:  # WAL: readers never block the writer
+            con.execute("PRAGMA journal_mode=WAL")
+        con.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
+        storage.engine.dispose()  # every connection closed: the WAL is folded into the file
+        with sqlite3.connect(tmp, timeout=60) as con:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process made it first: use theirs
+            pass
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def check_sqlite(path: Path) -> None:
     import sqlite3
 
     from tunectl.errors import StudyError
 
+    if path.stat().st_size == 0:
+        raise StudyError(f"{path} is empty (0 bytes): it holds no study; restore it from a backup, or move it "
+                         f"away and start again")
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.OperationalError as e:  # a folder or file we may not read: not damage
+        raise StudyError(f"{path}: cannot open the study file ({e}); check the permissions of the file and its "
+                         f"folder") from None
     except sqlite3.DatabaseError as e:
-        raise StudyError(f"{path}: the study file is corrupted ({e}); restore it from a backup or start a new --study") from None
+        raise StudyError(f"{path}: not a readable SQLite file ({e}); restore it from a backup, or move it away and "
+                         f"start a new --study") from None
+    if not {"studies", "trials"} <= tables:
+        raise StudyError(f"{path} holds no Optuna study tables; it is not a tunectl study file: move it away, or "
+                         f"use another --study or --storage")

@@ -30,16 +30,56 @@ OnBatch = Callable[[int, int], Any]  # (batches done this epoch, batches per epo
 EVAL_BATCH = 4096  # evaluation needs no gradients, so large batches are cheap and fast
 
 
-def pick_device(name: str | None = None) -> torch.device:
-    """CUDA, then Apple's MPS, then the CPU; TUNECTL_DEVICE or `name` overrides."""
-    name = name or os.environ.get("TUNECTL_DEVICE")
-    if name:
-        return torch.device(name)
+def _present_devices() -> list[str]:
+    """What this machine can train on, for the message that refuses a device it cannot."""
+    have = ["cpu"]
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        have += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+        have.append("mps")
+    return have
+
+
+def check_device(name: str | torch.device | None = None) -> torch.device:
+    """The device `name` (or TUNECTL_DEVICE, or the best present) names, refused with one line when it is
+    not a device tunectl trains on or not on this machine. Cheap: no CUDA context is made, nothing written;
+    the CLI calls it before a study or a run folder exists."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    source = "--device"
+    if not name:
+        name, source = os.environ.get("TUNECTL_DEVICE") or None, "TUNECTL_DEVICE"
+    if not name:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    text = str(name).strip().lower()
+    raw = str(name) if len(str(name)) <= 60 else str(name)[:57] + "..."
+    shown = f"--device {raw}" if source == "--device" else f"TUNECTL_DEVICE={raw}"
+    have = ", ".join(_present_devices())
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (index.isdigit() and index.isascii())) \
+            or (index and kind != "cuda" and index != "0"):
+        raise ConfigError(f"{shown}: unknown device; use cpu, cuda, cuda:N or mps (this machine has: {have})")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{shown}: this machine has no usable CUDA GPU (this machine has: {have}); "
+                              f"use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"{shown}: no such GPU (this machine has: {have}); use one of those")
+        return torch.device(text)
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"{shown}: Apple's MPS is not available here (this machine has: {have}); use --device cpu")
+    return torch.device(kind)
+
+
+def pick_device(name: str | torch.device | None = None) -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU; `name` (e.g. --device) or TUNECTL_DEVICE overrides.
+
+    A device that is unknown or absent is a ConfigError (one line, exit 2), never torch's traceback."""
+    return check_device(name)
 
 
 @dataclass
@@ -68,8 +108,8 @@ class History:
             "dev_error": clean(self.dev_error),
             "best_epoch": self.best_epoch,
             "epochs": self.epochs_run,
-            "seconds": round(self.seconds, 3),
-            "epoch_seconds": round(self.seconds / max(1, self.epochs_run), 4),
+            "seconds": self.seconds,
+            "epoch_seconds": self.seconds / max(1, self.epochs_run),
             "history": [{k: clean(v) for k, v in row.items()} for row in self.curve],
         }
 

@@ -24,11 +24,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunectl import studies
 from tunectl.config import TrainConfig, from_dict
-from tunectl.errors import StudyError, TunectlError
+from tunectl.errors import RunError, StudyError, TunectlError
 from tunectl.space import Space, parse_space, suggest, trial_config
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("hyperband", "halving", "median", "none")
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+MAX_HEARTBEAT = 3600
 MAX_CONSECUTIVE_FAILURES = 10  # that many failures in a row is a misconfiguration, not bad luck
 KEEP_CHECKPOINTS = 3
 ATTR = "tunectl"  # the study user attribute holding everything a worker needs
@@ -44,8 +46,8 @@ class TuneSettings:
     n_trials: int | None = None  # complete + pruned trials the study should reach
     timeout: float | None = None  # seconds for this invocation
     jobs: int = 1
-    sampler: str = "tpe"
-    pruner: str = "hyperband"
+    sampler: str | None = None  # None: the study's own when resuming, else tpe
+    pruner: str | None = None  # None: the study's own when resuming, else hyperband
     seed: int = 0
     heartbeat: int = studies.DEFAULT_HEARTBEAT
     keep: int = KEEP_CHECKPOINTS
@@ -166,16 +168,40 @@ def _base_config(settings: TuneSettings) -> TrainConfig:
     return from_dict(values)
 
 
-def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
-    """Validate everything, then create or resume the study. Nothing is written before validation passes."""
-    _quiet_optuna()
-    make_pruner(settings.pruner, settings.space.epochs)
-    make_sampler(settings.sampler, settings.seed, settings.space, False)
+def check_settings(settings: TuneSettings) -> None:
+    """Refuse bad options before anything is loaded or written."""
+    studies.check_name(settings.study)
+    studies.check_root(settings.root)
+    if not 0 <= settings.seed <= MAX_SEED:
+        raise TunectlError(f"--seed {settings.seed}: must be between 0 and {MAX_SEED}")
+    make_pruner(settings.pruner or "hyperband", settings.space.epochs)
+    make_sampler(settings.sampler or "tpe", settings.seed, settings.space, False)
     if settings.jobs < 1:
         raise TunectlError(f"--jobs {settings.jobs}: must be at least 1")
     if settings.n_trials is not None and settings.n_trials < 1:
         raise TunectlError(f"--trials {settings.n_trials}: must be at least 1")
+    if not 0 <= settings.heartbeat <= MAX_HEARTBEAT:
+        raise TunectlError(f"--heartbeat {settings.heartbeat}: give seconds between 1 and {MAX_HEARTBEAT} "
+                           f"(0 turns heartbeats off)")
+    if settings.keep < 0:
+        raise TunectlError(f"keep {settings.keep}: must be 0 or more")
+    if settings.artifacts and Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
+        raise TunectlError(f"--artifacts {settings.artifacts}: is a file; give a folder (it is made if missing)")
     studies.check_url(settings.storage_url)
+    if settings.storage_url.startswith("sqlite:///"):
+        path = studies.sqlite_path(settings.storage_url)
+        if path.exists():  # an empty or damaged study file is refused before anything is written
+            studies.check_sqlite(path)
+    studies.check_owner(settings.folder, settings.study)
+    from tunectl.train import check_device
+
+    check_device(settings.device)  # `--device banana` is refused now, not by 10 failed trials
+
+
+def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: None) -> tuple[optuna.Study, Any]:
+    """Validate everything, then create or resume the study. Nothing is written before validation passes."""
+    _quiet_optuna()
+    check_settings(settings)
     base = _base_config(settings)
     splits = _splits(settings)  # data errors surface before any file is made
     fixed = trial_config(settings.space, {}, base)  # the fixed values must make a valid config
@@ -207,43 +233,77 @@ def prepare(settings: TuneSettings) -> tuple[optuna.Study, Any]:
     }
     if settings.artifacts:  # workers that join without --artifacts use the study's shared folder
         record["artifacts"] = str(Path(settings.artifacts).resolve())
+    # everything is valid: from here on files are written. A refusal from here on (another
+    # study owns the folder, the study exists with other settings) removes nothing, because
+    # what is there may belong to another process; only what this process made is undone.
     folder = settings.folder
-    new_folder = not folder.exists()
+    made_folder = not folder.exists()
+    studies.claim_folder(folder, settings.study)
+    study, created = None, False
     try:
         storage = studies.open_storage(settings.storage_url, settings.heartbeat)
-        study = _create_or_join(settings, storage, record)
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / "space.yaml").exists():
+        study, created = _create_or_join(settings, storage, record, note)
+        if created:
             from tunectl.space import dump_space
 
             studies.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
             studies.write_json(folder / "split.json", splits.manifest)
-    except (TunectlError, OSError):  # refused, or a full / read-only disk: leave no half-made study behind
-        if new_folder and folder.exists():
-            import shutil
+    except OSError:  # a full or read-only disk while making a new study: leave no half-made one behind
+        if created:
+            optuna.delete_study(study_name=settings.study, storage=storage)
+            if made_folder:
+                import shutil
 
-            shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
         raise
     return study, splits
 
 
-def _create_or_join(settings: TuneSettings, storage, record: dict[str, Any]) -> optuna.Study:
-    """Create the study, or join it when it exists (workers started together race to create it)."""
+def _create_or_join(settings: TuneSettings, storage, record: dict[str, Any],
+                    note: Callable[[str], None]) -> tuple[optuna.Study, bool]:
+    """Create the study, or join it when it exists (workers started together race to create it).
+
+    Optuna's create_study is atomic in the storage (the name is unique), so exactly one
+    process creates; every other one joins, and is checked against what the creator recorded.
+    """
     try:
         study = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize")
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=settings.study, storage=storage)
         old = study.user_attrs.get(ATTR)
-        for _ in range(20):  # created a moment ago by another worker, which writes the record next
+        for _ in range(40):  # created a moment ago by another process, which writes the record next
             if old is not None:
                 break
             time.sleep(0.25)
             old = study.user_attrs.get(ATTR)
         _check_resume(settings, old, record)
-        return study
+        _record_changes(settings, study, old, note)
+        return study, False
+    if settings.sampler is None:
+        settings.sampler = record["sampler"] = "tpe"
+    if settings.pruner is None:
+        settings.pruner = record["pruner"] = "hyperband"
     study.set_user_attr(ATTR, record)
     study.set_user_attr("dataset", settings.data["dataset"])  # readable in optuna-dashboard
-    return study
+    return study, True
+
+
+def _record_changes(settings: TuneSettings, study: optuna.Study, old: dict[str, Any],
+                    note: Callable[[str], None]) -> None:
+    """A resumed study keeps its sampler and pruner unless asked otherwise; a change is recorded."""
+    changes = {}
+    for key in ("sampler", "pruner"):
+        asked = getattr(settings, key)
+        if asked is None:
+            setattr(settings, key, old[key])
+        elif asked != old[key]:
+            changes[key] = [old[key], asked]
+    if changes:
+        old = {**old, **{k: v[1] for k, v in changes.items()},
+               "changes": [*old.get("changes", []), {"at": time.strftime("%Y-%m-%d %H:%M:%S"), **changes}]}
+        study.set_user_attr(ATTR, old)
+        for key, (was, now) in changes.items():
+            note(f"study '{settings.study}': --{key} {now} from now on (it was {was}); recorded in the study")
 
 
 def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = None, epochs: int | None = None,
@@ -294,8 +354,7 @@ def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[
 
         raise StudyError(
             f"study '{settings.study}': these data do not produce the study's split (study: {split_of(old['manifest'])}; "
-            f"here: {split_of(new['manifest'])}); use the study's data, --split and --split-seed (a worker joining with "
-            f"--storage and no --space takes them from the study), or start a new --study"
+            f"here: {split_of(new['manifest'])}); use the study's data, --split and --split-seed, or start a new --study"
         )
 
 
@@ -306,14 +365,14 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _round(row: dict[str, float]) -> dict[str, float]:
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else (None if isinstance(v, float) else v))
-            for k, v in row.items()}
+def _finite(v: Any) -> Any:
+    """Full precision; NaN and infinity (JSON has neither) become None."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 class Objective:
-    def __init__(self, settings: TuneSettings, splits, device=None):
-        self.settings, self.splits, self.device = settings, splits, device
+    def __init__(self, settings: TuneSettings, splits, device=None, on_start: Callable[[], None] = lambda: None):
+        self.settings, self.splits, self.device, self.on_start = settings, splits, device, on_start
         self.base = _base_config(settings)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -337,6 +396,7 @@ class Objective:
 
         s = self.settings
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        self.on_start()  # the trial is RUNNING and signed: other workers may count it and start theirs
         # a retried trial (its worker died) carries the number of the original in system attrs
         retried = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         if retried is not None:
@@ -349,7 +409,7 @@ class Objective:
         pruned_at: list[int] = []
 
         def on_epoch(epoch: int, m: dict[str, float]) -> bool:
-            curve.append(_round(m))
+            curve.append({k: _finite(v) for k, v in m.items()})
             if not math.isfinite(m["dev_error"]):
                 return True
             trial.report(m["dev_error"], epoch)
@@ -360,11 +420,11 @@ class Objective:
 
         hist = fit(cfg, self.splits, on_epoch=on_epoch, on_batch=_check_stop, device=self.device)
         trial.set_user_attr("curve", curve)
-        trial.set_user_attr("train_error", _round({"v": hist.train_error})["v"])
-        trial.set_user_attr("dev_error", _round({"v": hist.dev_error})["v"])
+        trial.set_user_attr("train_error", _finite(hist.train_error))
+        trial.set_user_attr("dev_error", _finite(hist.dev_error))
         trial.set_user_attr("best_epoch", hist.best_epoch)
         trial.set_user_attr("epochs_run", hist.epochs_run)
-        trial.set_user_attr("seconds", round(hist.seconds, 3))
+        trial.set_user_attr("seconds", hist.seconds)
         folder = s.folder / "trials" / str(trial.number)
         folder.mkdir(parents=True, exist_ok=True)
         studies.write_json(folder / "curve.json", curve)
@@ -451,13 +511,6 @@ def _stop_after_failures(study: optuna.Study, trial: FrozenTrial) -> None:
         study.stop()
 
 
-def _enough(target: int | None) -> Callable[[optuna.Study, FrozenTrial], None]:
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if target is not None and _finished(study) >= target:
-            study.stop()
-    return callback
-
-
 class _Stop:
     """Ctrl-C and SIGTERM only raise this flag; the running trial stops at its next mini-batch.
 
@@ -518,13 +571,54 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
                              f"give it the same data set and --split")
     optuna.storages.fail_stale_trials(study)  # a crashed worker's trial: failed now, retried below
     _fail_unstarted(study, 3 * settings.heartbeat if settings.heartbeat else None)
-    if settings.n_trials is not None and _finished(study) >= settings.n_trials or _Stop.requested:
-        return
-    callbacks = [_enough(settings.n_trials), _stop_after_failures, _stop_between_trials]
+    callbacks = [_stop_after_failures, _stop_between_trials]
     if on_trial is not None:
         callbacks.append(lambda study, trial: on_trial())
-    study.optimize(Objective(settings, splits, settings.device), timeout=settings.timeout,
-                   callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+    gate = _Gate(settings.folder / ".trials.lock")
+    objective = Objective(settings, splits, settings.device, on_start=gate.release)
+    deadline = time.time() + settings.timeout if settings.timeout else None
+    # one trial per optimize() call, each started under the gate: the count of trials started
+    # (running or finished) and the start of the next are one step, so the workers of this machine
+    # together never run more trials than --trials asks
+    while not _Stop.requested and not (deadline and time.time() >= deadline):
+        with gate:
+            if study.user_attrs.get("aborted"):
+                break
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                break  # every point of the grid was tried: the search is done
+            if settings.n_trials is not None and _started(study) >= settings.n_trials:
+                break
+            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+
+
+class _Gate:
+    """An exclusive lock (flock on a file in the study folder) between this machine's workers.
+
+    Held from the count of started trials until the new trial has started (the objective's
+    first act releases it), so that two workers cannot both start the last trial asked for.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.fd = path, None
+
+    def __enter__(self) -> "_Gate":
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _started(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
 
 
 def _fail_unstarted(study: optuna.Study, grace: float | None) -> None:
@@ -581,9 +675,17 @@ def _settings_from(d: dict[str, Any]) -> TuneSettings:
 # ----------------------------------------------------------------------------- running a study
 
 
-def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Create or resume the study, run the workers, return the summary (interrupted or not)."""
-    study, splits = prepare(settings)
+def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], None] | None = None,
+              on_note: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Create or resume the study, run the workers, return the summary (interrupted or not).
+
+    `on_note` receives one-line notes for the user (a capped --jobs, a changed sampler).
+    """
+    study, splits = prepare(settings, on_note)
+    jobs, why = plan_jobs(settings.jobs, settings.n_trials, _finished(study))
+    if jobs != settings.jobs:
+        on_note(f"--jobs {settings.jobs}: running {jobs} worker{'s' * (jobs > 1)} ({why})")
+        settings.jobs = jobs
     start = time.time()
     progress = lambda: on_progress and on_progress(progress_of(study, settings, start))  # noqa: E731
     progress()  # the study is ready: the display may start
@@ -602,12 +704,39 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     optuna.storages.fail_stale_trials(study)
     out = summarize(study, settings.storage_url)
     out["interrupted"] = _Stop.requested
-    out["seconds"] = round(time.time() - start, 1)
+    out["seconds"] = time.time() - start
     aborted = study.user_attrs.get("aborted")
     if aborted:
         study.set_user_attr("aborted", None)  # a fixed configuration may resume
-        raise StudyError(f"study '{settings.study}' stopped: {aborted}; fix the configuration and resume")
+        raise RunError(f"study '{settings.study}' stopped: {aborted}; fix the configuration and resume")
     return out
+
+
+def plan_jobs(asked: int, n_trials: int | None, finished: int) -> tuple[int, str]:
+    """Workers this machine can hold: no more than its cores, than its free memory holds at this
+    process's size (a worker loads the same data and torch), or than the trials still to run."""
+    jobs, why = asked, []
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        jobs, why = cores, [f"{cores} CPU cores"]
+    per_worker, free = _memory()
+    if per_worker and free and jobs > 1:
+        fit = max(1, int(0.8 * free // per_worker))
+        if fit < jobs:
+            jobs, why = fit, [f"{free / 2**30:.1f} GiB free at {per_worker / 2**30:.1f} GiB a worker"]
+    if n_trials is not None and jobs > max(1, n_trials - finished):
+        jobs, why = max(1, n_trials - finished), [f"{max(0, n_trials - finished)} trials left to run"]
+    return jobs, "; ".join(why)
+
+
+def _memory() -> tuple[int | None, int | None]:
+    """(this process's resident bytes, the machine's available bytes), or None where unknown (not Linux)."""
+    try:
+        resident = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return resident, int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None, None
 
 
 def _run_workers(settings: TuneSettings, progress: Callable[[], Any]) -> None:
@@ -629,7 +758,7 @@ def _run_workers(settings: TuneSettings, progress: Callable[[], Any]) -> None:
     progress()
     codes = [p.exitcode for p in procs]
     if all(c == 2 for c in codes):
-        raise StudyError(f"study '{settings.study}': every worker refused to start (see the messages above)")
+        raise RunError(f"study '{settings.study}': every worker refused to start (see the messages above)")
 
 
 def _stop_workers(procs, settings: TuneSettings) -> None:
@@ -662,6 +791,7 @@ def _fail_orphans(pids: set[int], settings: TuneSettings) -> None:
 
 def open_study(name: str, storage: str | None = None, root: str | Path = studies.ROOT) -> optuna.Study:
     _quiet_optuna()
+    studies.check_root(root)
     url = storage or studies.default_storage_url(name, Path(root))
     st = studies.open_storage(url, None, create=False)
     try:
@@ -731,7 +861,7 @@ def _wall_seconds(trials: list[FrozenTrial]) -> float | None:
     """First trial's start to the last trial's end (a resumed study's pause included)."""
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
-    return round((max(ends) - min(starts)).total_seconds(), 1) if starts else None
+    return (max(ends) - min(starts)).total_seconds() if starts else None
 
 
 def importances(study: optuna.Study, min_complete: int = 5) -> dict[str, float] | None:
@@ -740,7 +870,7 @@ def importances(study: optuna.Study, min_complete: int = 5) -> dict[str, float] 
     if len(complete) < min_complete:
         return None
     try:
-        return {k: round(v, 4) for k, v in optuna.importance.get_param_importances(study).items()}
+        return dict(optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError):
         return None
 
@@ -759,13 +889,26 @@ def progress_of(study: optuna.Study, settings: TuneSettings, start: float) -> di
 
 
 def list_studies(storage: str | None = None, root: str | Path = studies.ROOT) -> list[dict[str, Any]]:
-    """Every study in `storage`, or in each studies/<name>/study.db under root."""
+    """Every study in `storage`, or in each studies/<name>/study.db under root.
+
+    Under root, a study file that cannot be read is listed as unreadable (with the reason)
+    and the others are still listed: one damaged folder must not hide the rest.
+    """
     _quiet_optuna()
+    studies.check_root(root)
     urls = [storage] if storage else [f"sqlite:///{p.resolve()}" for p in sorted(Path(root).glob("*/study.db"))]
     out = []
     for url in urls:
-        st = studies.open_storage(url, None, create=False)
-        for s in optuna.get_all_study_summaries(st, include_best_trial=False):
+        try:
+            st = studies.open_storage(url, None, create=False)
+            found = optuna.get_all_study_summaries(st, include_best_trial=False)
+        except StudyError as e:
+            if storage:
+                raise
+            out.append({"study": Path(url).parent.name, "dataset": None, "n_trials": None, "states": None,
+                        "last_activity": None, "best_dev_error": None, "storage": url, "unreadable": str(e)})
+            continue
+        for s in found:
             study = optuna.load_study(study_name=s.study_name, storage=st)
             summary = summarize(study, url, top=0)
             out.append({k: summary[k] for k in ("study", "dataset", "n_trials", "states", "last_activity")}
