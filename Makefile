@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: tune test bench clean
+.PHONY: tune test bench mutation clean
 
 # pip takes torch/torchvision from this machine's local wheels; never uv/poetry here
 $(VENV)/.installed: pyproject.toml
@@ -21,5 +21,16 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/epoch_cost.py
 
+# Mutation testing (slow: tens of minutes on 2 cores; not part of `make test`). The modules and
+# the tests it runs are in pyproject.toml [tool.mutmut]; MUTANTS narrows it to some functions,
+# e.g. make mutation MUTANTS='tunectl.diagnose.x_verdict__* tunectl.tune.x_make_pruner*'.
+# The surviving mutants are written to bench/mutants.txt (see docs/testing.md).
+MUTANTS ?=
+mutation: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[mutation]"
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
+	$(BIN)/mutmut results > bench/mutants.txt
+	@echo "surviving mutants: $$(grep -c ': survived' bench/mutants.txt || true) (bench/mutants.txt)"
+
 clean:
-	rm -rf $(VENV) studies/runs
+	rm -rf $(VENV) studies/runs mutants

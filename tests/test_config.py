@@ -113,4 +113,11 @@ def test_valid_edge_values():
 
 
 def test_config_errors_are_bad_input():
-    assert issubclass(ConfigError, TunectlError)  # the CLI turns these into exit code 2
+    """A ConfigError reaches the user as one line and exit code 2 (bad input), not a traceback."""
+    from typer.testing import CliRunner
+
+    from tunectl.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--set", "lrr=3e-4", "--out", "never"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.strip() == "error: unknown hyperparameter 'lrr' (did you mean 'lr'?)"

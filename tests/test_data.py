@@ -494,8 +494,17 @@ def test_bad_train_fraction(digits_ds, fraction):
         make_splits(digits_ds, train_fraction=fraction)
 
 
-def test_data_errors_are_bad_input():
-    assert issubclass(DataError, TunectlError)
+def test_data_errors_are_bad_input(tmp_path):
+    """A DataError reaches the user as one line and exit code 2 (bad input), not a traceback."""
+    from typer.testing import CliRunner
+
+    from tunectl.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--dataset", "nope", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown data set 'nope'"), result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # ----------------------------------------------------------------------------- augmentation

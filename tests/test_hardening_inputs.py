@@ -166,7 +166,7 @@ BAD_INPUT = [
     ("billion laughs", (*TUNE, "--space", "laughs.yaml"), "holds more than 100000 values once its YAML aliases"),
     ("alias cycle", (*TUNE, "--space", "cycle.yaml"), "a YAML alias refers to the list or mapping that holds it"),
     ("a 1000-character key", (*TUNE, "--space", "long_key.yaml"), "fixed.wwwwwwwww"),
-    ("space file over 1 MB", (*TUNE, "--space", "big.yaml"), "is too large for a search-space file"),
+    ("space file over 1 MB", (*TUNE, "--space", "big.yaml"), "too large for a search-space file (more than 1000000 bytes)"),
     # --params
     ("--params not UTF-8", (*TRAIN, "--params", "params_latin1.yaml"), "not UTF-8 text (byte 0xe9 at offset 3)"),
     ("--params a folder", (*TRAIN, "--params", "params_dir"), "--params params_dir: is a folder"),

@@ -81,9 +81,9 @@ def test_explicit_thresholds_replace_the_default_each_on_its_own():
     assert Thresholds(bias=0.2, variance=0.3).absolute("regression", 10.0) == (pytest.approx(2.0), pytest.approx(3.0))
     assert Thresholds(bias=0.0).absolute("binary", 123.0) == (0.0, 0.02)  # 0 is allowed; the spread is ignored
     for bad in (-0.01, math.nan, math.inf):
-        with pytest.raises(TunectlError, match=r"--bias-threshold .*must be a number >= 0, e\.g\. 0\.02"):
+        with pytest.raises(TunectlError, match=r"--bias-threshold .*>= 0, e\.g\. 0\.02"):
             Thresholds(bias=bad).absolute("multiclass", None)
-        with pytest.raises(TunectlError, match=r"--variance-threshold .*e\.g\. 0\.1"):
+        with pytest.raises(TunectlError, match=r"--variance-threshold .*>= 0"):
             Thresholds(variance=bad).absolute("regression", 1.0)
 
 

@@ -30,7 +30,10 @@ def test_each_optimizer_learns(digits, optimizer, lr):
     assert hist.status == "complete" and hist.epochs_run == 4
     assert all(b < a for a, b in zip(losses, losses[1:])), losses  # the loss falls every epoch
     assert losses[-1] < 0.5 * losses[0]
-    assert hist.dev_error < 0.2  # chance is 0.9
+    # a baseline computed here: predicting the training split's most common class
+    majority = torch.bincount(digits.y_train).argmax()
+    baseline = (digits.y_dev != majority).float().mean().item()
+    assert hist.dev_error < 0.25 * baseline, (hist.dev_error, baseline)
 
 
 def test_optimizer_settings_reach_torch(digits):
@@ -120,7 +123,10 @@ def test_regression_error_is_rmse_in_target_units(diabetes):
     assert torch.allclose(actual, actual.round(), atol=1e-3) and 25 <= actual.min() and actual.max() <= 346
     rmse = torch.sqrt(((predicted - actual) ** 2).mean()).item()
     assert hist.dev_error == pytest.approx(rmse, rel=1e-4)
-    assert 40 < hist.dev_error < 70  # better than predicting the mean (the targets' spread is ~77)
+    # better than the mean predictor (the training targets' mean), computed here on the same dev split
+    train_mean = (diabetes.y_train * y_scale + y_mean).mean()
+    mean_rmse = torch.sqrt(((train_mean - actual) ** 2).mean()).item()
+    assert hist.dev_error < 0.85 * mean_rmse, (hist.dev_error, mean_rmse)
     assert hist.dev_error < y_scale
     for row in hist.curve:  # the loss is the MSE on standardized targets = (RMSE / spread)^2
         assert row["dev_loss"] == pytest.approx((row["dev_error"] / y_scale) ** 2, rel=1e-4)

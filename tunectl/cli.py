@@ -31,6 +31,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
+def note(message: str) -> None:
+    """A one-line note on stderr, shown with --json too (stdout stays machine-readable)."""
+    typer.secho(f"note: {one_line(message)}", fg="yellow", err=True)
+
+
 def usage_error(e: Exception) -> str:
     """A click usage error (bad option value, unknown option, missing argument) as one line."""
     ctx, param = getattr(e, "ctx", None), getattr(e, "param", None)
@@ -344,7 +349,7 @@ def tune(
             studies.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out)
         with TuneDisplay(stderr, name, trials) as display:
-            summary = run_study(settings, on_progress=display.update, on_note=display.note)
+            summary = run_study(settings, on_progress=display.update, on_note=note)
         report_path = None
         if report_:  # run_study returns on a timeout or Ctrl-C as well, so the night's work is reported
             from tunectl.html_report import report_study

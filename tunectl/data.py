@@ -132,14 +132,15 @@ def check_image_size(image_size: Any) -> None:
     """--image-size (or a params file's data.image_size): a whole number of pixels, 1..1024."""
     if image_size is None:
         return
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) \
+            or not 1 <= image_size <= MAX_IMAGE_SIZE:
         raise DataError(f"--image-size {_short(image_size)}: must be a whole number of pixels between 1 and "
                         f"{MAX_IMAGE_SIZE}, e.g. --image-size 64")
 
 
 def check_split_seed(seed: Any) -> None:
     """--split-seed: scikit-learn's and NumPy's seeds are 32-bit, 0..4294967295."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise DataError(f"--split-seed {_short(seed)}: must be a whole number between 0 and {MAX_SEED}, "
                         f"e.g. --split-seed 0")
 
@@ -248,6 +249,9 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
         cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
         return cls(str(root), train=train, download=download)
 
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{name}: --data-dir {root} is a file, not a folder; give the folder that holds (or will "
+                        f"hold) the data set")
     xs, ys, classes = [], [], None
     for train in (True, False):
         try:

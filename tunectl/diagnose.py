@@ -43,6 +43,9 @@ class Thresholds:
     bias: float | None = None
     variance: float | None = None
 
+    def __post_init__(self) -> None:  # a negative, NaN or infinite threshold is refused when given
+        self.absolute("multiclass", None)
+
     def absolute(self, task: str, spread: float | None) -> tuple[float, float]:
         default = REGRESSION_THRESHOLD if task == "regression" else CLASSIFICATION_THRESHOLD
         unit = (spread or 1.0) if task == "regression" else 1.0

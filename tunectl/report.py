@@ -113,9 +113,6 @@ class TuneDisplay:
         if self.progress.live.is_started:  # stopping a display never started prints an empty line
             self.progress.stop()
 
-    def note(self, text: str) -> None:
-        self.console.print(f"[dim]note: {text}[/]", soft_wrap=True)
-
     def update(self, p: dict[str, Any]) -> None:
         self.progress.start()  # no-op once started
         st = p["states"]
@@ -175,7 +172,9 @@ def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print("No studies yet: start one with `tunectl tune`.")
         return
     t = Table(title="Studies", title_justify="left")
-    for col in ("study", "data set", "complete", "pruned", "failed", "running", "best dev error", "last activity"):
+    # the study name is what the user types next: never cut it, let the other columns give way
+    t.add_column("study", no_wrap=True, min_width=max(len(r["study"]) for r in rows))
+    for col in ("data set", "complete", "pruned", "failed", "running", "best dev error", "last activity"):
         t.add_column(col)
     for r in rows:
         if r.get("unreadable"):
@@ -187,7 +186,7 @@ def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(t)
     for r in rows:
         if r.get("unreadable"):
-            console.print(f"[red]{r['study']}: {r['unreadable']}[/]", soft_wrap=True)
+            console.print(f"[red]{r['study']}: unreadable: {r['unreadable']}[/]", soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- diagnose

@@ -83,14 +83,20 @@ def _distribution(s: dict[str, Any]) -> BaseDistribution:
 def load_space(path: Path | str) -> Space:
     path = Path(path)
     try:
-        if path.is_file() and path.stat().st_size > MAX_BYTES:
-            raise SpaceError(f"{path}: {path.stat().st_size} bytes is too large for a search-space file (at most "
-                             f"{MAX_BYTES}); is it the right file?")
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # a bounded read: /dev/zero or a huge file is refused, not swallowed
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise SpaceError(f"{path}: too large for a search-space file (more than {MAX_BYTES} bytes); "
+                             f"is it the right file?")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such search-space file; see searchspaces/ for examples") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"{path}: cannot read the search-space file ({short(str(e))})") from None
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"{path}: cannot read the search-space file (not UTF-8: byte 0x{e.object[e.start]:02x} "
+                         f"at offset {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise SpaceError(f"{path}: cannot read the search-space file ({e.strerror or type(e).__name__}); "
+                         f"give the path of a YAML file") from None
     doc = load_yaml(text, str(path), SpaceError)
     return parse_space(doc, str(path))
 

@@ -36,10 +36,11 @@ def read_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         if path.is_dir():
             raise ConfigError(f"{where}: is a folder; give the params.yaml in it (from `tunectl export`) "
                               f"or a run's config.yaml")
-        if path.is_file() and path.stat().st_size > 1_000_000:
-            raise ConfigError(f"{where}: {path.stat().st_size} bytes is too large for a params file; "
-                              f"is it the right file?")
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:  # a bounded read: /dev/zero or a huge file is refused, not swallowed
+            raw = f.read(1_000_001)
+        if len(raw) > 1_000_000:
+            raise ConfigError(f"{where}: too large for a params file (more than 1000000 bytes); is it the right file?")
+        doc = yaml.safe_load(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such file; give a params.yaml from `tunectl export` or a run's config.yaml") from None
     except UnicodeDecodeError as e:
