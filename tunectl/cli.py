@@ -225,6 +225,9 @@ def train(
         from tunectl.report import TrainDisplay, train_summary
         from tunectl.train import fit
 
+        from tunectl.train import check_device
+
+        check_device(device)  # an unknown or absent device: one line before the data load
         if out is not None:
             studies.check_new_folder(out, force)  # before the data load and the training, not after
         values, data_base = studies.read_params(params) if params else ({}, {})
@@ -512,9 +515,8 @@ def diagnose(
         from tunectl import studies
         from tunectl.report import diagnosis_overview, diagnosis_panel, fmt
 
-        if next_space is not None and (next_space.is_dir() or any(p.exists() and not p.is_dir() for p in next_space.parents)):
-            fail(f"--next-space {next_space}: give a file path for the YAML (a folder is there, or a file where a "
-                 f"folder should be)")
+        if next_space is not None:
+            D.check_next_space(next_space)  # before any work (a --data-curve retrains for minutes)
         thresholds = D.Thresholds(bias_threshold, variance_threshold)
         thresholds.absolute("multiclass", None)  # a negative threshold is refused before any work
         if all_trials and (data_curve or next_space or trial is not None):
@@ -548,6 +550,7 @@ def diagnose(
                 if record is None:
                     fail(f"study '{name}' has no trial {trial}; its trials are 0-{len(records) - 1}")
             subject = D.trial_subject(record, meta, name)
+        D.check_human_error(human_error, subject.get("task"))  # refused before minutes of retraining
         stdout, stderr = consoles(json_out)
         points = None
         if data_curve:

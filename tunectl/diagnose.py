@@ -100,7 +100,8 @@ def check_human_error(value: Any, task: str | None = None) -> float:
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise TunectlError(f"--human-error {short(value, 40)}: must be a finite number >= 0 (an error rate such as "
+        shown = f"{value:g}" if isinstance(value, float) else short(value, 40)
+        raise TunectlError(f"--human-error {shown}: must be a finite number >= 0 (an error rate such as "
                            f"0.01, or an RMSE in the target's units for regression)")
     if task not in (None, "regression") and value >= 1:
         raise TunectlError(f"--human-error {value:g}: an error rate must be below 1 (0.05 = 5 %); "

@@ -262,8 +262,8 @@ def claim_folder(folder: Path, name: str) -> None:
         owner = _legacy_owner(folder, name)
         if owner is None:
             tmp = folder / f".{NAME_FILE}.{os.getpid()}.new"
-            tmp.write_text(name + "\n")
             try:
+                tmp.write_text(name + "\n")
                 os.link(tmp, claim)  # atomic: fails when another process claimed it first
             except FileExistsError:
                 pass

@@ -192,7 +192,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
     keep_last keeps the final epoch's weights instead: a refit on train+dev has no held-out
     data to choose an epoch by (its epoch count was chosen on dev before).
     """
-    device = torch.device(device) if device else pick_device()
+    device = pick_device(device)  # validated on every path, not only behind the CLI's early check
     torch.manual_seed(cfg.seed)  # weights and dropout
     shuffle = torch.Generator().manual_seed(cfg.seed)  # batch order, on the CPU on every device
     task, y_scale = splits.task, splits.y_scale

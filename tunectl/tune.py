@@ -238,9 +238,9 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     # what is there may belong to another process; only what this process made is undone.
     folder = settings.folder
     made_folder = not folder.exists()
-    studies.claim_folder(folder, settings.study)
-    study, created = None, False
+    study, storage, created = None, None, False
     try:
+        studies.claim_folder(folder, settings.study)
         storage = studies.open_storage(settings.storage_url, settings.heartbeat)
         study, created = _create_or_join(settings, storage, record, note)
         if created:
@@ -251,10 +251,11 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     except OSError:  # a full or read-only disk while making a new study: leave no half-made one behind
         if created:
             optuna.delete_study(study_name=settings.study, storage=storage)
-            if made_folder:
-                import shutil
+        # the folder goes only if this process made it and no study is in it (another process may own one)
+        if made_folder and (created or storage is None or not optuna.get_all_study_names(storage)):
+            import shutil
 
-                shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     return study, splits
 
@@ -586,6 +587,7 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
                 break
             if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
                 break  # every point of the grid was tried: the search is done
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not counted as running
             if settings.n_trials is not None and _started(study) >= settings.n_trials:
                 break
             study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
