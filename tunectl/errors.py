@@ -28,3 +28,7 @@ class StudyError(TunectlError):
 class RunError(Exception):
     """A run that failed for a reason other than its input (ten trials failed in a row, every
     worker refused, a refit diverged). The CLI prints it on one line and exits 1."""
+
+
+class StorageError(RunError):
+    """The study's storage failed while a study ran (a full disk, a server gone): exit 1."""

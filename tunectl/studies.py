@@ -444,6 +444,19 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
                          f"check that the server is up and the URL is right") from None
 
 
+def storage_cause(e: BaseException) -> BaseException | None:
+    """The database error behind `e` (Optuna wraps it, or fails on it again while recording a trial), or None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__module__.startswith(("sqlalchemy", "sqlite3", "psycopg")) or \
+                type(e).__name__ == "StorageInternalError":
+            inner = e.__cause__ or e.__context__
+            return inner if inner is not None and type(inner).__module__.startswith(("sqlalchemy", "sqlite3", "psycopg")) else e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def storage_error(e: BaseException) -> str:
     """A driver's error on one line: its first line, without SQLAlchemy's '(Background on ...)'."""
     text = str(getattr(e, "orig", None) or e).strip()
@@ -451,11 +464,28 @@ def storage_error(e: BaseException) -> str:
 
 
 def artifact_store(folder: Path):
-    """Optuna's file-system artifact store in `folder` (a shared path when workers run on many machines)."""
+    """Optuna's file-system artifact store in `folder` (a shared path when workers run on many machines),
+    writing each file whole: Optuna's own writes in place, so a full disk would leave a cut-short
+    checkpoint that no trial points at. Here the bytes go to a temporary file, renamed at the end."""
+    import os
+    import shutil
+
     from optuna.artifacts import FileSystemArtifactStore
 
+    class WholeFileStore(FileSystemArtifactStore):
+        def write(self, artifact_id: str, content_body) -> None:
+            path = Path(folder) / artifact_id
+            tmp = path.with_name(f".{artifact_id}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    shutil.copyfileobj(content_body, f)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(Path(folder))
+    return WholeFileStore(Path(folder))
 
 
 def sqlite_path(url: str) -> Path:

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunectl import studies
 from tunectl.config import TrainConfig, from_dict
-from tunectl.errors import RunError, StudyError, TunectlError
+from tunectl.errors import RunError, StorageError, StudyError, TunectlError
 from tunectl.space import Space, parse_space, suggest, trial_config
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
@@ -590,7 +590,14 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
             optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not counted as running
             if settings.n_trials is not None and _started(study) >= settings.n_trials:
                 break
-            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+            try:
+                study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+            except Exception as e:  # noqa: BLE001 - Optuna could not record a trial: say why the storage failed
+                cause = studies.storage_cause(e)
+                if cause is None:
+                    raise
+                raise StorageError(f"the study storage failed: {studies.mask_text(studies.storage_error(cause), settings.storage_url)}"
+                                   f"; free disk space or check the database server, then resume") from None
 
 
 class _Gate:
