@@ -204,7 +204,7 @@ def test_the_password_is_never_printed(pg_url, small_study):
     # a refused login: the driver's error, with no password in it
     wrong = pg_url.replace(secret, "Wrong-Secret-123")
     result = invoke("show", name, "--storage", wrong, cwd=folder)
-    assert result.exit_code == 2 and "password authentication failed" in result.stderr
+    assert result.exit_code == 2 and "password authentication failed" in result.stderr, result.stderr
     assert "Wrong-Secret-123" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

@@ -150,12 +150,15 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     train_error = err(fit_on.x_train, fit_on.y_train)
     # after a refit the dev split was trained on: its error is not a held-out number
     dev_error = None if refit else err(splits.x_dev, splits.y_dev)
-    evaluated_before = bool(looks)
     path = c.folder / EVALUATIONS
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
             "dev_error": dev_error, "train_error": train_error}
     c.folder.mkdir(parents=True, exist_ok=True)
-    studies.write_json(path, [*looks, look])
+    # read again and append under a lock: two evaluations at once both count, and the second is told
+    with studies.locked(c.folder / f".{EVALUATIONS}.lock"):
+        looks = _evaluations(c.folder)
+        studies.write_json(path, [*looks, look])
+    evaluated_before = bool(looks)
     return {
         "study": study,
         "trial": n,
@@ -232,17 +235,13 @@ tunectl train --params {params_path}
 def export_trial(study: str, out: Path | str, trial: int | None = None, root: Path | str = studies.ROOT,
                  storage: str | None = None) -> dict[str, Any]:
     """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint."""
-    import shutil
-
     from tunectl.config import from_dict
     from tunectl.models import load_checkpoint
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder; give a new folder (export never overwrites)")
-    above = next((p for p in out.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise ConfigError(f"--out {out}: {above} is a file, not a folder; choose another path")
+    studies.check_new_folder(out)
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
     _check_not_deleted(c, "restore it, or export another --trial")
@@ -253,24 +252,8 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     load_checkpoint(c.checkpoint)  # refuse anything that is not a tunectl checkpoint before copying it
     cfg = from_dict(rec["config"])
     data = {k: c.meta["data"][k] for k in studies.DATA_KEYS if c.meta["data"].get(k) is not None}
-    out.mkdir(parents=True, exist_ok=True)
-    studies.write_text(out / "params.yaml", studies.params_text(cfg, data))
-    tmp = out / ".model.pt.tmp"
-    shutil.copyfile(c.checkpoint, tmp)
-    tmp.replace(out / "model.pt")
-    studies.write_json(out / "split.json", c.meta["manifest"])
-    transfer = ""
-    if cfg.model == "transfer":
-        transfer = (f"\nThis is a transferred model: reproducing it needs the source checkpoint `{cfg.init_from}` "
-                    f"(init_from in params.yaml) at that path.\n")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    studies.write_text(out / "README.md", README.format(
-        study=study, trial=n, time=time.strftime("%Y-%m-%d %H:%M:%S"), dev_error=fmt(rec.get("dev_error")),
-        train_error=fmt(rec.get("train_error")), best_epoch=rec.get("best_epoch"), epochs=rec.get("epochs"),
-        dataset=data.get("dataset"), split_seed=data.get("split_seed", 0), sizes=c.meta["manifest"].get("sizes"),
-        params=", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in (rec.get("params") or {}).items()) or "-",
-        params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))
+    with studies.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
+        _write_bundle(bundle.path, out, study, c, cfg, data)
     return {
         "study": study,
         "trial": n,
@@ -281,3 +264,25 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
         "params": rec.get("params"),
         "command": f"tunectl train --params {out / 'params.yaml'}",
     }
+
+
+def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data: dict[str, Any]) -> None:
+    """The export's files, written into `folder`; the README names their final place, `out`."""
+    import shutil
+
+    rec, n = c.record, c.record["number"]
+    studies.write_text(folder / "params.yaml", studies.params_text(cfg, data))
+    shutil.copyfile(c.checkpoint, folder / "model.pt")
+    studies.write_json(folder / "split.json", c.meta["manifest"])
+    transfer = ""
+    if cfg.model == "transfer":
+        transfer = (f"\nThis is a transferred model: reproducing it needs the source checkpoint `{cfg.init_from}` "
+                    f"(init_from in params.yaml) at that path.\n")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    studies.write_text(folder / "README.md", README.format(
+        study=study, trial=n, time=time.strftime("%Y-%m-%d %H:%M:%S"), dev_error=fmt(rec.get("dev_error")),
+        train_error=fmt(rec.get("train_error")), best_epoch=rec.get("best_epoch"), epochs=rec.get("epochs"),
+        dataset=data.get("dataset"), split_seed=data.get("split_seed", 0), sizes=c.meta["manifest"].get("sizes"),
+        params=", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in (rec.get("params") or {}).items()) or "-",
+        params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))

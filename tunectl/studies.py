@@ -120,10 +120,10 @@ class NewFolder:
     run goes to `out-2` (and so on) rather than over it; `force` replaces `out` instead.
     """
 
-    def __init__(self, out: Path, force: bool = False):
+    def __init__(self, out: Path, force: bool = False, fallback: bool = True):
         import os
 
-        self.out, self.force = Path(out), force
+        self.out, self.force, self.fallback = Path(out), force, fallback
         self.final = self.out
         self.path = self.out.parent / f".{self.out.name}.{os.getpid()}.partial"
 
@@ -157,6 +157,9 @@ class NewFolder:
                 except OSError as e:
                     if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                         raise
+                    if not self.fallback:
+                        raise ConfigError(f"--out {self.out}: another process wrote there meanwhile; nothing was "
+                                          f"replaced; give a new folder") from None
                     n += 1
                     self.final = self.out.with_name(f"{self.out.name}-{n}")
         except BaseException:
@@ -426,7 +429,13 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT, create: bo
                 kwargs.update(heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **{name: retry_cls(max_retry=1)})
             for attempt in range(4):
                 try:
-                    return optuna.storages.RDBStorage(driver_url(url), **kwargs)
+                    try:
+                        storage = optuna.storages.RDBStorage(driver_url(url), **kwargs)
+                        if kwargs.get("skip_table_creation") and not url.startswith("sqlite"):
+                            storage.get_all_studies()  # connect now: a refused login is reported here
+                    except optuna.exceptions.StorageInternalError as e:  # Optuna's wrapper: the driver's error
+                        raise storage_cause(e) or e from None
+                    return storage
                 except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
                         sqlalchemy.exc.OperationalError) as e:
                     # workers started together on a fresh database all create Optuna's tables; the
@@ -509,12 +518,13 @@ def _create_sqlite(path: Path) -> None:
     """
     import os
     import sqlite3
+    import uuid
     import warnings
 
     import optuna
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")  # private to this call
     try:
         with sqlite3.connect(tmp, timeout=60) as con:  # WAL: readers never block the writer
             con.execute("PRAGMA journal_mode=WAL")
