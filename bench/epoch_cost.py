@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tunectl.config import TrainConfig  # noqa: E402
-from tunectl.data import DataSpec, load_dataset, make_splits  # noqa: E402
+from tunectl.sources import DataSpec, load_dataset  # noqa: E402
+from tunectl.data import make_splits  # noqa: E402
 from tunectl.train import fit, pick_device  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist-t10k"

@@ -62,7 +62,7 @@ def run(space: Path, jobs: int, trials: int, epochs: int, root: Path, threads: i
         raise SystemExit(f"tunectl tune failed ({proc.returncode}): {proc.stderr[-2000:]}")
     doc = json.loads(proc.stdout)
 
-    from tunectl.tune import open_study
+    from tunectl.results import open_study
 
     done = sorted((t for t in open_study(study, root=root).get_trials(deepcopy=False)
                    if t.state.name in ("COMPLETE", "PRUNED")), key=lambda t: t.datetime_complete)

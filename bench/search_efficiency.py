@@ -48,15 +48,15 @@ def search(task: dict) -> dict:
     import torch
 
     from tunectl import tune
-    from tunectl.data import DataSpec, load_splits, parse_split
+    from tunectl.data import DataSettings, load_splits
+    from tunectl.results import quiet_optuna
     from tunectl.space import load_space
 
     torch.set_num_threads(1)  # tiny models: one thread each, and --procs searches side by side
-    tune._quiet_optuna()
+    quiet_optuna()
     space = load_space(task["space"])
     d = task["data"]
-    splits = load_splits(DataSpec(d["dataset"], d.get("data_dir", "data")),
-                         parse_split(d["split"]) if d.get("split") else None, 0, task["train_fraction"])
+    splits = load_splits(DataSettings.from_dict(d, train_fraction=task["train_fraction"]))
     method, seed, budget = task["method"], task["seed"], task["budget"]
     sampler = tune.make_sampler("random" if method == "random" else "tpe", seed, space, False)
     pruner = tune.make_pruner("hyperband" if method == "default" else "none", space.epochs)

@@ -46,7 +46,8 @@ fixed: {depth: 1, width: 64, batch_size: 64}
 
 def run(storage: str | None, workers: int, window: float, folder: Path) -> dict:
     from tunectl.space import load_space
-    from tunectl.tune import TuneSettings, open_study, prepare
+    from tunectl.tune import TuneSettings, prepare
+    from tunectl.results import open_study
 
     name, root = f"bench-{uuid.uuid4().hex[:6]}", folder / "studies"
     (folder / "space.yaml").write_text(SPACE)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from tunectl.data import DataSpec, load_dataset, make_splits
+from tunectl.sources import DataSpec, load_dataset
+from tunectl.data import make_splits
 
 # The models here are tiny: one thread is as fast, and it keeps the suite's time steady when
 # another process shares the CPU cores (intra-op threads waiting on a busy core are slow).

@@ -3,7 +3,7 @@
 import sqlalchemy.exc
 from typer.testing import CliRunner
 
-from tunectl import tune
+from tunectl import results
 from tunectl.cli import app
 
 
@@ -12,7 +12,7 @@ def test_a_database_error_mid_command_is_one_masked_line(monkeypatch, tmp_path):
         raise sqlalchemy.exc.OperationalError(
             "SELECT 1", {}, Exception("server closed the connection: postgresql://u:s3cret@db:5432/x\nmore"))
 
-    monkeypatch.setattr(tune, "open_study", lost)
+    monkeypatch.setattr(results, "open_study", lost)
     result = CliRunner().invoke(app, ["show", "night1", "--root", str(tmp_path)])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

@@ -13,7 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from tunectl.cli import app
-from tunectl.data import DataSpec, load_splits, same_split
+from tunectl.sources import DataSpec
+from tunectl.data import DataSettings, load_splits, same_split
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate
 
@@ -47,11 +48,10 @@ def test_train_json_has_the_design_keys(digits_run):
     assert all(ROW_KEYS <= set(r) for r in doc["history"])
     assert doc["epoch_seconds"] > 0
     # train and dev error are those of the saved weights, computed here on the same split (not a 0..1 band)
-    from tunectl.data import DataSpec, load_splits
     from tunectl.models import load_checkpoint, model_from_checkpoint
 
     model, _ = model_from_checkpoint(load_checkpoint(out / "model.pt"))
-    splits = load_splits(DataSpec("digits"))
+    splits = load_splits(DataSettings("digits"))
     with torch.no_grad():
         errs = [(model.eval()(x).argmax(1) != y).float().mean().item()
                 for x, y in ((splits.x_train, splits.y_train), (splits.x_dev, splits.y_dev))]
@@ -67,7 +67,7 @@ def test_train_writes_the_run_folder(digits_run):
     history = json.loads((out / "history.json").read_text())
     assert history["history"] == doc["history"] and history["task"] == "multiclass"
     manifest = json.loads((out / "split.json").read_text())
-    splits = load_splits(DataSpec("digits"))
+    splits = load_splits(DataSettings("digits"))
     assert same_split(manifest, splits.manifest)
     # model.pt holds the best epoch's weights: evaluated again, it gives the reported dev error
     model, cfg = model_from_checkpoint(load_checkpoint(out / "model.pt"))

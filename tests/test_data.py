@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from tunectl import data as D
-from tunectl.data import Dataset, DataSpec, load_dataset, load_splits, make_splits
+from tunectl import sources as S
+from tunectl.sources import Dataset, DataSpec, load_dataset
+from tunectl.data import DataSettings, load_splits, make_splits
 from tunectl.errors import DataError, TunectlError
 
 SHARED_MNIST = Path(os.environ.get("TUNECTL_MNIST_T10K", Path(__file__).resolve().parents[2] / "shared/data/mnist-t10k"))
@@ -60,7 +62,7 @@ def test_unknown_dataset_lists_the_known_ones():
 
 
 def test_describe_lists_every_source():
-    names = [n for n, _ in D.describe()]
+    names = [n for n, _ in S.describe()]
     for name in ["digits", "breast_cancer", "wine", "iris", "diabetes", "mnist", "fashion_mnist", "cifar10",
                  "folder:DIR", "csv:PATH", "npz:PATH"]:
         assert name in names
@@ -273,7 +275,7 @@ def test_npz_errors(tmp_path):
     ],
 )
 def test_task_inference(y, task, classes):
-    yt, got_classes, got_task = D._targets(y)
+    yt, got_classes, got_task = S._targets(y)
     assert got_task == task and got_classes == classes
     if task == "regression":
         assert yt.dtype == torch.float32
@@ -393,7 +395,7 @@ def test_split_is_seeded_and_hashed(digits_ds):
 
 
 def test_manifest_records_the_spec_and_is_written(tmp_path):
-    splits = load_splits(DataSpec("iris"), ratios=(0.6, 0.2, 0.2), seed=1)
+    splits = load_splits(DataSettings("iris", split="0.6,0.2,0.2", split_seed=1))
     assert splits.manifest["spec"]["name"] == "iris" and splits.manifest["ratios"] == [0.6, 0.2, 0.2]
     D.write_manifest(tmp_path / "split.json", splits.manifest)
     import json

@@ -84,7 +84,7 @@ def test_disk_full_saving_a_runs_model_leaves_no_run_folder(ws, full_torch_save)
 
 
 def test_disk_full_saving_every_trials_checkpoint_fails_the_trials_and_keeps_none(ws, full_torch_save):
-    from tunectl.tune import open_study, trial_record
+    from tunectl.results import open_study, trial_record
 
     result = invoke(*TUNE, "--trials", "2")
     assert_error_line(result, 1, ENOSPC)  # ten failures in a row stop the study, with the last reason
@@ -112,7 +112,7 @@ def full_artifact_store(monkeypatch):
 
 
 def test_disk_full_in_the_artifact_store_fails_the_trials_and_no_trial_points_at_a_cut_file(ws, full_artifact_store):
-    from tunectl.tune import checkpoint_path, open_study, trial_record
+    from tunectl.results import checkpoint_path, open_study, trial_record
 
     result = invoke(*TUNE, "--trials", "2")
     assert_error_line(result, 1, ENOSPC)
@@ -130,7 +130,7 @@ def test_sqlite_full_during_a_study_is_one_line_and_the_study_reads_back(ws):
     import sqlalchemy
     from sqlalchemy import event
 
-    from tunectl.tune import open_study
+    from tunectl.results import open_study
 
     assert invoke(*TUNE, "--trials", "1").exit_code == 0
     db = ws / "studies" / "iris-space" / "study.db"

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from conftest import Planted
 from tunectl.cli import app
-from tunectl.data import DataSpec, load_splits
+from tunectl.sources import DataSpec
+from tunectl.data import DataSettings, load_splits
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate
-from tunectl.tune import checkpoint_path, open_study, trial_record
+from tunectl.results import checkpoint_path, open_study, trial_record
 
 SPACE = """
 model: mlp
@@ -94,7 +95,7 @@ def test_evaluate_records_every_look_and_warns_the_second_time(root):
     assert first["train_error"] == pytest.approx(best["train_error"], abs=1e-6)
     assert first["sizes"]["test"] == 359
     # the test error is that of the kept weights on the test split, computed here
-    splits = load_splits(DataSpec("digits"), include_test=True)
+    splits = load_splits(DataSettings("digits"), include_test=True)
     model, _ = model_from_checkpoint(load_checkpoint(checkpoint_path(root / "s", best)))
     assert first["test_error"] == pytest.approx(evaluate(model, *splits.test, "multiclass")["error"], abs=1e-12)
     looks = json.loads((root / "s" / "evaluations.json").read_text())
@@ -127,7 +128,7 @@ def test_refit_trains_on_train_plus_dev_for_the_best_epoch_count(root):
     assert doc["dev_error"] is None  # trained on: not a held-out number
     assert doc["epochs"] == rec["best_epoch"]
     ckpt = load_checkpoint(doc["model"])
-    splits = load_splits(DataSpec("digits"), include_test=True)
+    splits = load_splits(DataSettings("digits"), include_test=True)
     refit_model, _ = model_from_checkpoint(ckpt)
     assert doc["test_error"] == pytest.approx(evaluate(refit_model, *splits.test, "multiclass")["error"], abs=1e-12)
     assert ckpt["refit"] is True and ckpt["config"]["epochs"] == rec["best_epoch"]
@@ -180,7 +181,7 @@ def test_export_round_trip_reproduces_the_dev_error(root, tmp_path):
     again = ok_json(invoke("train", "--params", out / "params.yaml", "--device", "cpu", "--json", "--out", tmp_path / "run"))
     assert again["dev_error"] == best["value"]  # exactly: same config, data, split and seed on the CPU
     assert again["train_error"] == pytest.approx(best["train_error"], abs=1e-6)
-    splits = load_splits(DataSpec("digits"))
+    splits = load_splits(DataSettings("digits"))
     model, _ = model_from_checkpoint(load_checkpoint(out / "model.pt"))
     assert evaluate(model, splits.x_dev, splits.y_dev, "multiclass")["error"] == best["value"]
 

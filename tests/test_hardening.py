@@ -317,7 +317,7 @@ def test_disk_full_while_creating_a_study_leaves_no_study(workspace, monkeypatch
 
 def test_disk_full_during_a_trial_fails_it_and_leaves_no_partial_file(workspace, monkeypatch):
     """The study 's' resumes; its next trial cannot write its curve: recorded as failed, nothing half-written."""
-    from tunectl.tune import open_study, trial_record
+    from tunectl.results import open_study, trial_record
 
     with monkeypatch.context() as mp:
         _fill_disk_after(mp, 0)
@@ -346,7 +346,7 @@ def test_after_a_killed_worker_no_trial_is_running_the_best_holds_and_plain_optu
 
     from tunectl import studies
     from tunectl.space import load_space, suggest
-    from tunectl.tune import open_study, trial_record
+    from tunectl.results import open_study, trial_record
 
     url = studies.default_storage_url("s", Path("studies"))
     best_before = open_study("s", None, "studies").best_value
@@ -381,7 +381,7 @@ def test_a_trial_out_of_memory_is_recorded_and_the_study_goes_on(workspace, monk
     import torch
 
     from tunectl import train
-    from tunectl.tune import open_study, trial_record
+    from tunectl.results import open_study, trial_record
 
     exc = torch.OutOfMemoryError if error.startswith("torch") else MemoryError
     real_fit, calls = train.fit, {"n": 0}
@@ -408,7 +408,7 @@ def test_a_checkpoint_cut_short_in_the_artifact_store_is_never_used(workspace, m
     import shutil
 
     from tunectl.models import load_checkpoint
-    from tunectl.tune import checkpoint_path, open_study, trial_record
+    from tunectl.results import checkpoint_path, open_study, trial_record
 
     real, calls = shutil.copyfileobj, {"n": 0}
 

@@ -208,7 +208,7 @@ def test_bad_input_one_line_exit_2_nothing_written(workspace, args, message):
 
 
 def test_a_deleted_checkpoint_is_named_not_called_unkept(workspace):
-    from tunectl.tune import open_study, trial_record
+    from tunectl.results import open_study, trial_record
 
     record = trial_record(open_study("s", None, "studies").trials[0])
     (workspace / "studies" / "s" / record["checkpoint"]).unlink()
@@ -229,7 +229,7 @@ def test_cuda_without_a_gpu(workspace):
 
 
 def test_csv_blank_lines_are_skipped_and_bom_dropped(tmp_path):
-    from tunectl.data import DataSpec, load_dataset
+    from tunectl.sources import DataSpec, load_dataset
 
     path = tmp_path / "d.csv"
     rows = "".join(f"{i * 0.1:.1f},{i % 2}\n" for i in range(30))
@@ -240,7 +240,7 @@ def test_csv_blank_lines_are_skipped_and_bom_dropped(tmp_path):
 
 
 def test_npz_column_vector_targets_are_squeezed(tmp_path):
-    from tunectl.data import DataSpec, load_dataset
+    from tunectl.sources import DataSpec, load_dataset
 
     x = np.random.default_rng(0).normal(size=(30, 2))
     np.savez(tmp_path / "d.npz", x=x, y=(np.arange(30) % 2)[:, None])
@@ -249,7 +249,8 @@ def test_npz_column_vector_targets_are_squeezed(tmp_path):
 
 
 def test_split_seed_at_the_top_of_the_range_splits():
-    from tunectl.data import DataSpec, load_dataset, make_splits
+    from tunectl.sources import DataSpec, load_dataset
+    from tunectl.data import make_splits
 
     assert make_splits(load_dataset(DataSpec("iris")), seed=2**32 - 1).manifest["seed"] == 2**32 - 1
 

@@ -105,7 +105,7 @@ def made(tmp_path_factory):
 
 def study_splits(made):
     from tunectl.evaluate import study_splits as rebuild
-    from tunectl.tune import ATTR, open_study
+    from tunectl.results import ATTR, open_study
 
     meta = open_study(made["tune"]["study"], None, made["root"]).user_attrs[ATTR]
     return rebuild(meta, include_test=True)
@@ -125,7 +125,7 @@ def error_by_hand(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> f
 @pytest.mark.slow
 def test_make_tune_runs_its_own_space_on_digits(made):
     from tunectl.space import load_space
-    from tunectl.tune import ATTR, open_study
+    from tunectl.results import ATTR, open_study
 
     assert made["args"][:4] == ["tune", "--space", str(REPO / "searchspaces/quick.yaml"), "--dataset"]
     doc = made["tune"]
@@ -241,7 +241,7 @@ def test_glance_shows_every_row_the_readme_lists(made):
     assert rows["trials"] == (f"3: complete {s['COMPLETE']}, pruned {s['PRUNED']}, failed 0, running 0")
     from collections import Counter
 
-    from tunectl.tune import open_study
+    from tunectl.results import open_study
 
     reasons = Counter(t.user_attrs["reason"] for t in open_study("digits-quick", None, made["root"]).trials
                       if t.state.name == "PRUNED")
@@ -264,7 +264,7 @@ def _figures(made, title: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_each_figure_plots_every_trial_on_the_right_axes(made):
-    from tunectl.tune import open_study
+    from tunectl.results import open_study
 
     st = open_study("digits-quick", None, made["root"])
     complete = [t for t in st.trials if t.state.name == "COMPLETE"]

@@ -103,7 +103,7 @@ def test_workers_share_one_study_and_retry_a_killed_workers_trial(pg_url, tmp_pa
     One process set-up costs several seconds of imports, so one scenario covers both claims.
     """
     from tunectl.models import load_checkpoint
-    from tunectl.tune import checkpoint_path
+    from tunectl.results import checkpoint_path
 
     name, shared, target = unique("workers"), tmp_path / "shared-artifacts", 6
     create_study(pg_url, name, tmp_path / "first", artifacts=str(shared))
@@ -159,7 +159,7 @@ def test_workers_share_one_study_and_retry_a_killed_workers_trial(pg_url, tmp_pa
 
 def trial_attrs(url: str, name: str) -> list[dict]:
     """trial_record + the worker that ran each trial, in trial-number order."""
-    from tunectl.tune import open_study, trial_record
+    from tunectl.results import open_study, trial_record
 
     return [{**trial_record(t), "worker": t.user_attrs.get("worker")}
             for t in sorted(open_study(name, url).get_trials(deepcopy=False), key=lambda t: t.number)]

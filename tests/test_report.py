@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 import pg  # require_module: a missing optuna-dashboard skips locally, fails under CI=true
 from tunectl.cli import app
-from tunectl.report import fmt
+from tunectl.report import fmt, verdict_label
 
 DASHBOARD_MISSING = "optuna-dashboard is not installed: pip install 'tunectl[dashboard]'"
 
@@ -109,7 +109,7 @@ def study(tmp_path_factory):
     import optuna
     from optuna.distributions import IntDistribution
 
-    from tunectl.tune import open_study
+    from tunectl.results import open_study
 
     tmp = tmp_path_factory.mktemp("report")
     (tmp / "space.yaml").write_text(SPACE)
@@ -169,7 +169,7 @@ def test_terminal_and_report_show_the_same_numbers(study):
     for row in shown["leaderboard"]:
         for v in (fmt(row["dev_error"]), fmt(row["train_error"])):
             assert v in terminal and v in board
-        assert shown["verdicts"][str(row["number"])].replace("_", " ") in board
+            assert verdict_label(shown["verdicts"][str(row["number"])]) in board
     assert fmt(shown["best"]["dev_error"]) in page.text("best")
     for name, v in shown["importances"].items():
         assert f"{v:.3f}" in terminal and f"{v:.3f}" in page.text("importances")

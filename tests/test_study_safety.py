@@ -107,15 +107,15 @@ def test_jobs_beyond_the_trials_asked_run_no_extra_trial(ws):
 
 
 def test_plan_jobs_caps_by_cores_memory_and_trials_left(monkeypatch):
-    from tunectl import tune
+    from tunectl import workers
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(tune, "_memory", lambda: (2 * 2**30, 5 * 2**30))  # 2 GiB a worker, 5 GiB free
-    assert tune.plan_jobs(48, None, 0) == (2, "5.0 GiB free at 2.0 GiB a worker")
-    monkeypatch.setattr(tune, "_memory", lambda: (None, None))
-    assert tune.plan_jobs(48, None, 0) == (4, "4 CPU cores")
-    assert tune.plan_jobs(3, 10, 8) == (2, "2 trials left to run")
-    assert tune.plan_jobs(2, None, 0) == (2, "")
+    monkeypatch.setattr(workers, "_memory", lambda: (2 * 2**30, 5 * 2**30))  # 2 GiB a worker, 5 GiB free
+    assert workers.plan_jobs(48, None, 0) == (2, "5.0 GiB free at 2.0 GiB a worker")
+    monkeypatch.setattr(workers, "_memory", lambda: (None, None))
+    assert workers.plan_jobs(48, None, 0) == (4, "4 CPU cores")
+    assert workers.plan_jobs(3, 10, 8) == (2, "2 trials left to run")
+    assert workers.plan_jobs(2, None, 0) == (2, "")
 
 
 # ----------------------------------------------------------------------------- names that share a folder
@@ -167,7 +167,7 @@ def test_one_damaged_study_file_does_not_hide_the_others(ws):
 
 
 def test_errors_are_stored_and_emitted_at_full_precision(ws):
-    from tunectl.tune import open_study
+    from tunectl.results import open_study
 
     show = invoke("tune", "--space", "a.yaml", "--study", "p", "--trials", "2", "--pruner", "none", "--json")
     assert show.exit_code == 0, show.stderr
@@ -187,7 +187,7 @@ def test_errors_are_stored_and_emitted_at_full_precision(ws):
 
 
 def test_resuming_with_another_sampler_is_recorded_not_silent(ws):
-    from tunectl.tune import ATTR, open_study
+    from tunectl.results import ATTR, open_study
 
     assert invoke("tune", "--space", "a.yaml", "--study", "r", "--trials", "1", "--sampler", "random").exit_code == 0
     kept = invoke("tune", "--space", "a.yaml", "--study", "r", "--trials", "2", "--json")

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from tunectl.config import TrainConfig
-from tunectl.data import Dataset, make_splits
+from tunectl.sources import Dataset
+from tunectl.data import make_splits
 from tunectl.errors import ConfigError
 from tunectl.models import build_model
 from tunectl.train import EVAL_BATCH, batch_size_for, evaluate, fit, make_optimizer, pick_device

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from conftest import Planted
 from tunectl.cli import app
 from tunectl.config import TrainConfig
-from tunectl.data import DataSpec, load_splits
+from tunectl.data import DataSettings, load_splits
 from tunectl.errors import ConfigError
 from tunectl.models import build_model, load_checkpoint, model_from_checkpoint, param_groups, save_checkpoint
 from tunectl.train import evaluate, fit
@@ -211,7 +211,7 @@ def test_fine_tuning_beats_training_from_scratch_on_few_examples(pretrained):
     source, high = pretrained
     scratch, transfer = [], []
     for seed in range(4):  # four splits and seeds: one lucky draw must not decide it
-        splits = load_splits(DataSpec(f"npz:{high}"), FEW, seed)
+        splits = load_splits(DataSettings(f"npz:{high}", split=",".join(map(str, FEW)), split_seed=seed))
         assert np.bincount(splits.y_train.numpy()).min() >= 3
         budget = dict(epochs=10, lr=1e-2, batch_size=8, seed=seed)
         cnn = TrainConfig(model="cnn", filters=16, depth=1, width=128, dropout=0.3, **budget)

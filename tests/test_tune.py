@@ -24,8 +24,8 @@ from tunectl import data as data_module
 from tunectl.cli import app
 from tunectl.errors import SpaceError, TunectlError
 from tunectl.space import load_space
-from tunectl.tune import (TuneSettings, _grid, _splits, checkpoint_path, open_study, parse_timeout, prepare,
-                          trial_record)
+from tunectl.tune import TuneSettings, grid, parse_timeout, prepare, study_data
+from tunectl.results import checkpoint_path, open_study, trial_record
 
 DESIGN_KEYS = {"study", "storage", "n_trials", "states", "best", "epochs_used"}
 STATES = {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
@@ -188,9 +188,9 @@ def test_grid_sampler_visits_every_point_once(ws):
 
 
 def test_grid_needs_a_grid_able_space(ws):
-    assert set(_grid(load_space("grid.yaml"))) == {"width", "lr"}
+    assert set(grid(load_space("grid.yaml"))) == {"width", "lr"}
     with pytest.raises(SpaceError, match="grid needs choices or a step"):
-        _grid(load_space("tiny.yaml"))
+        grid(load_space("tiny.yaml"))
     refused(tune("--space", "tiny.yaml", "--trials", "1", "--sampler", "grid"), "params.lr", "choices or a step")
     refused(tune("--space", "tiny.yaml", "--trials", "1", "--sampler", "bayes"), "--sampler 'bayes'", "tpe")
     refused(tune("--space", "tiny.yaml", "--trials", "1", "--pruner", "asha"), "--pruner 'asha'", "hyperband")
@@ -357,7 +357,7 @@ def test_tuning_never_touches_the_test_split(ws, monkeypatch):
     space = dataclasses.replace(load_space("prunable.yaml"), epochs=3)
     settings = TuneSettings(space, {"dataset": "digits", "data_dir": "data", "split_seed": 0}, "digits-prunable",
                             root="studies")
-    assert _splits(settings)._test is None  # what each worker process loads
+    assert study_data(settings)._test is None  # what each worker process loads
     _, splits = prepare(settings)
     assert splits._test is None
     assert touched == []

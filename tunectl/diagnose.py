@@ -12,16 +12,16 @@ reads studies through tune.py); nothing here knows Optuna, Typer or rich.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tunectl.config import TrainConfig, from_dict, short
+from tunectl.advice import is_image_data, recommend
+from tunectl.config import from_dict, short
+from tunectl.numbers import clean
 from tunectl.errors import TunectlError
-from tunectl.space import RESERVED, Space, parse_space
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_high_variance", "ok")
 # Error rates: absolute points (0.02 = 2 %). With human error ~0 the textbook table comes out
@@ -33,7 +33,6 @@ REGRESSION_THRESHOLD = 0.10
 NOISE = 0.1  # curve changes smaller than this share of the variance threshold are noise
 FLAT_LOSS = 0.02  # training loss that never fell 2 % below its first epoch is 'flat'
 CURVE_FRACTIONS = (0.10, 0.25, 0.50, 1.00)
-IMAGE_DATA = ("digits", "mnist", "fashion_mnist", "cifar10")
 
 
 @dataclass(frozen=True)
@@ -77,22 +76,11 @@ class Diagnosis:
     source: dict[str, Any] = field(default_factory=dict)  # study and trial, or run folder
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: _clean(v) for k, v in asdict(self).items()}
+        d = {k: clean(v) for k, v in asdict(self).items()}
         if self.data_curve is None:  # the key is there only when a data curve was asked for
             d.pop("data_curve")
             d.pop("data_verdict")
         return d
-
-
-def _clean(v: Any) -> Any:
-    """Drop NaN (JSON has none); numbers keep full precision (tables round them for reading)."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
 
 
 def check_human_error(value: Any, task: str | None = None) -> float:
@@ -181,19 +169,20 @@ def curve_evidence(curve: list[dict[str, Any]], noise: float) -> list[dict[str, 
 # ----------------------------------------------------------------------------- learning curve over data size
 
 
-def data_curve(config: dict[str, Any], spec: Any, ratios: Any = None, split_seed: int = 0,
-               fractions: tuple[float, ...] = CURVE_FRACTIONS, device: str | None = None,
-               on_point: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
-    """Retrain `config` on growing shares of the training split (same seed, epochs and dev split)."""
-    from tunectl.data import load_dataset, make_splits  # torch: only when a curve is asked for
+def data_curve(config: dict[str, Any], data: Any, fractions: tuple[float, ...] = CURVE_FRACTIONS,
+               device: str | None = None, on_point: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+    """Retrain `config` on growing shares of the training split of `data` (a DataSettings: same split
+    seed, epochs and dev split)."""
+    from tunectl.data import make_splits  # torch: only when a curve is asked for
+    from tunectl.sources import load_dataset
     from tunectl.train import check_device, fit
 
     check_device(device)  # an unknown or absent device: one line before any retraining
-    ds = load_dataset(spec)
+    ds = load_dataset(data.spec)
     cfg = from_dict(config)
     points = []
     for f in fractions:
-        splits = make_splits(ds, ratios, split_seed, f, spec=spec)
+        splits = make_splits(ds, data.ratios, data.split_seed, f, spec=data.spec)
         n = len(splits.x_train)
         # a mini-batch larger than the subset becomes the full batch, not an error
         hist = fit(cfg if cfg.batch_size <= n else cfg.replace(batch_size=0), splits, device=device)
@@ -220,210 +209,6 @@ def data_curve_verdict(points: list[dict[str, Any]], variance_threshold: float) 
                     "data would not help much")
 
 
-# ----------------------------------------------------------------------------- actions
-
-
-def _v(x: Any) -> str:
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
-
-
-def _spec_text(s: dict[str, Any] | None) -> str:
-    if not s:
-        return "-"
-    if s["type"] == "categorical":
-        return "{" + ", ".join(map(str, s["choices"])) + "}"
-    return f"{_v(s['low'])}–{_v(s['high'])}" + (" log" if s.get("log") else "")
-
-
-def _float(low: float, high: float, log: bool = False, cap: float = 0.9) -> dict[str, Any]:
-    high = float(f"{min(high, cap):.3g}")  # 3 digits: the file is for reading, and no search needs more
-    # a range narrower than a decade (log) or 0.05 is too narrow to be worth a search: widen it downwards
-    low = float(f"{min(low, high / 10) if log else max(0.0, min(low, high - 0.05)):.3g}")
-    return {"type": "float", "low": low, "high": high, **({"log": True} if log else {})}
-
-
-def _int(low: int, high: int, log: bool = False) -> dict[str, Any]:
-    return {"type": "int", "low": int(low), "high": int(max(high, low + 1)), **({"log": True} if log else {})}
-
-
-def _act(kind: str, text: str, param: str | None = None, now: Any = None, change: dict | None = None) -> dict[str, Any]:
-    return {"kind": kind, "param": param, "now": now, "text": text, "change": change}
-
-
-def _where(space: dict[str, Any] | None, name: str) -> str:
-    s = (space or {}).get("params", {}).get(name)
-    return f" (searched {_spec_text(s)})" if s else ""
-
-
-def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, kinds: set[str]) -> list[dict]:
-    acts = []
-    w, depth = c["width"], c["depth"]
-    acts.append(_act("bigger_network", f"a bigger network: width {w} → try {2 * w}–{8 * w}{_where(space, 'width')}",
-                     "width", w, {"param": "width", "spec": _int(w, min(8 * w, 4096), log=True)}))
-    acts.append(_act("bigger_network", f"a deeper network: depth {depth} → try {max(depth + 1, 1)}–{depth + 2}"
-                     f"{_where(space, 'depth')}", "depth", depth,
-                     {"param": "depth", "spec": _int(max(depth, 1), depth + 2)}))
-    if c["model"] == "cnn":
-        f = c["filters"]
-        acts.append(_act("bigger_network", f"more filters: filters {f} → try {2 * f}–{4 * f}{_where(space, 'filters')}",
-                         "filters", f, {"param": "filters", "spec": _int(f, 4 * f, log=True)}))
-    epochs = (space or {}).get("epochs", c["epochs"])
-    why = "dev error was still falling at the last epoch" if "still_improving" in kinds else \
-        "a bigger network needs more steps"
-    acts.append(_act("train_longer", f"train longer: epochs {epochs} → {2 * epochs} ({why})", "epochs", epochs,
-                     {"epochs": 2 * epochs}))
-    if image and c["model"] == "mlp":
-        acts.append(_act("architecture", "another architecture: a ConvNet for image data (model mlp → cnn; "
-                         "see searchspaces/cnn.yaml)", "model", "mlp", {"model": "cnn"}))
-    if c["dropout"] > 0.01:
-        p = c["dropout"]
-        acts.append(_act("less_regularization", f"less regularization: dropout {_v(p)} → try 0–{_v(p / 2)}"
-                         f"{_where(space, 'dropout')}", "dropout", p, {"param": "dropout", "spec": _float(0.0, p)}))
-    if c["weight_decay"] > 0:
-        wd = c["weight_decay"]
-        acts.append(_act("less_regularization", f"less regularization: weight_decay {_v(wd)} → try "
-                         f"{_v(wd / 100)}–{_v(wd / 10)}{_where(space, 'weight_decay')}", "weight_decay", wd,
-                         {"param": "weight_decay", "spec": _float(wd / 100, wd, log=True)}))
-    if c["augment"] != "none":
-        acts.append(_act("less_regularization", f"less regularization: augment {c['augment']} → none",
-                         "augment", c["augment"], {"fixed": {"augment": "none"}}))
-    return acts
-
-
-def _variance_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, kinds: set[str],
-                      data_verdict: str | None, overfit_epoch: int | None) -> list[dict]:
-    acts = []
-    if data_verdict == "more_data_helps":
-        acts.append(_act("more_data", "more data: the data curve's dev error is still falling at 100 % of the "
-                         "training split" + (" (or augment the images)" if image else "")))
-    elif data_verdict is None:
-        acts.append(_act("more_data", "more data may help: run again with --data-curve to see whether dev error "
-                         "is still falling with the size of the training split"))
-    p = c["dropout"]
-    acts.append(_act("regularization", f"regularization: dropout {_v(p)} → try {_v(max(p, 0.1))}–"
-                     f"{_v(min(0.8, max(p + 0.3, 0.5)))}{_where(space, 'dropout')}", "dropout", p,
-                     {"param": "dropout", "spec": _float(max(p, 0.1), max(p + 0.3, 0.5), cap=0.8)}))
-    wd = c["weight_decay"]
-    low, high = (1e-5, 1e-2) if wd == 0 else (wd, min(0.1, wd * 100))
-    acts.append(_act("regularization", f"regularization: weight_decay {_v(wd)} → try {_v(low)}–{_v(high)} (log)"
-                     f"{_where(space, 'weight_decay')}", "weight_decay", wd,
-                     {"param": "weight_decay", "spec": _float(low, high, log=True, cap=0.1)}))
-    if image and c["augment"] != "strong":
-        choices = ["light", "strong"]
-        acts.append(_act("regularization", f"augmentation: augment {c['augment']} → try {', '.join(choices)}",
-                         "augment", c["augment"], {"param": "augment", "spec": {"type": "categorical", "choices": choices}}))
-    if overfit_epoch is not None and not c["patience"]:
-        pat = max(2, (space or {}).get("epochs", c["epochs"]) // 10)
-        acts.append(_act("early_stopping", f"early stopping: patience 0 → {pat} (dev error rose after epoch "
-                         f"{overfit_epoch})", "patience", 0, {"fixed": {"patience": pat}}))
-    if image and c["model"] == "mlp":
-        acts.append(_act("architecture", "another architecture: a ConvNet shares weights across the image and "
-                         "overfits less (model mlp → cnn)", "model", "mlp", {"model": "cnn"}))
-    return acts
-
-
-def recommend(d: Diagnosis, c: dict[str, Any], space: dict[str, Any] | None, image: bool) -> list[dict[str, Any]]:
-    """The practitioner's recipe, in this study's parameters; for both problems, bias first."""
-    kinds = {e["kind"] for e in d.evidence}
-    acts: list[dict[str, Any]] = []
-    lr = c["lr"]
-    if "diverged" in kinds:
-        acts.append(_act("learning_rate", f"lower the learning rate: lr {_v(lr)} → try {_v(lr / 1000)}–{_v(lr / 3)}",
-                         "lr", lr, {"param": "lr", "spec": _float(lr / 1000, lr / 3, log=True, cap=1.0)}))
-    elif "flat_loss" in kinds:
-        acts.append(_act("learning_rate", f"search the learning rate widely: lr {_v(lr)} → try {_v(lr / 100)}–"
-                         f"{_v(min(1.0, lr * 100))} (log); with activation {c['activation']} the initialization is "
-                         f"{'He' if c['activation'] in ('relu', 'leaky_relu') else 'Xavier'}, so check the inputs' "
-                         "scale too",
-                         "lr", lr, {"param": "lr", "spec": _float(lr / 100, lr * 100, log=True, cap=1.0)}))
-    overfit = next((e["epoch"] for e in d.evidence if e["kind"] == "overfitting"), None)
-    if d.diagnosis in ("high_bias", "high_bias_high_variance"):
-        acts += _bias_actions(c, space, image, kinds)
-    if d.diagnosis in ("high_variance", "high_bias_high_variance"):
-        then = _variance_actions(c, space, image, kinds, d.data_verdict, overfit)
-        if d.diagnosis == "high_bias_high_variance":
-            then = [a for a in then if a["kind"] != "architecture"]  # already named among the bias actions
-            # bias first: a bigger network and less regularization come before more regularization
-            for a in then:
-                a.update(text=f"then, once bias is down: {a['text']}", deferred=True)
-        acts += then
-    if d.diagnosis == "ok":
-        acts.append(_act("none", "nothing pressing: bias and variance are both under their thresholds; look at the "
-                         "test set once (`tunectl evaluate`) or lower the thresholds to push further"))
-    return acts
-
-
-# ----------------------------------------------------------------------------- the next search space
-
-
-def _space_around(c: dict[str, Any], dataset: str | None) -> dict[str, Any]:
-    """A run folder has no space: search lr around its value and hold the rest of its config fixed."""
-    defaults = TrainConfig().to_dict()
-    fixed = {k: v for k, v in c.items() if k not in RESERVED and k not in ("model", "lr") and v != defaults[k]}
-    doc: dict[str, Any] = {"model": c["model"], "epochs": c["epochs"],
-                           "params": {"lr": _float(c["lr"] / 10, c["lr"] * 10, log=True, cap=1.0)}, "fixed": fixed}
-    if dataset:
-        doc["dataset"] = dataset
-    return doc
-
-
-def next_space(d: Diagnosis, config: dict[str, Any], space: dict[str, Any] | None,
-               dataset: str | None = None) -> tuple[Space, list[str]]:
-    """The study's space (or one around a run's config) with the actions applied; comments say why."""
-    c = from_dict(config or {}).to_dict()
-    doc = copy.deepcopy(space) if space else _space_around(c, dataset)
-    doc.setdefault("params", {})
-    doc["fixed"] = dict(doc.get("fixed") or {})
-    params, fixed = doc["params"], doc["fixed"]
-    src = d.source
-    origin = f"study {src['study']}, trial {src['trial']}" if src.get("study") else f"run {src.get('run', '?')}"
-    comments = [f"next search space from `tunectl diagnose` of {origin}: {d.diagnosis}",
-                f"(train {d.train_error:.4g}, dev {d.dev_error:.4g}, human {d.human_error:.4g}; "
-                f"avoidable bias {d.avoidable_bias:.4g}, variance {d.variance:.4g})"]
-    if not space:
-        comments.append(f"a run has no search space: lr searched around {_v(c['lr'])}, the rest of its config fixed")
-    changed: set[str] = set()
-    for a in d.actions:
-        ch = a.get("change")
-        if not ch or a.get("deferred"):
-            continue
-        why = a["kind"].replace("_", " ")
-        if "epochs" in ch:
-            comments.append(f"epochs: {doc.get('epochs', c['epochs'])} → {ch['epochs']}: {why}")
-            doc["epochs"] = ch["epochs"]
-        elif "param" in ch:
-            name, spec = ch["param"], dict(ch["spec"])
-            old = params.get(name)
-            if old and "when" in old:
-                spec["when"] = old["when"]
-            before = _spec_text(old) if old else \
-                f"{fixed.pop(name)} (fixed)" if name in fixed else f"{_v(a['now'])} (not searched)"
-            params[name] = spec
-            changed.add(name)
-            comments.append(f"{name}: {before} → {_spec_text(spec)}: {why}")
-        elif "fixed" in ch:
-            for name, value in ch["fixed"].items():
-                before = _spec_text(params.pop(name)) if name in params else _v(fixed.get(name, c[name]))
-                fixed[name] = value
-                changed.add(name)
-                comments.append(f"{name}: {before} → {value} (fixed): {why}")
-        elif "model" in ch and "model" not in params:
-            fixed.pop("model", None)
-            params["model"] = {"type": "categorical", "choices": [doc.get("model") or c["model"], "cnn"]}
-            params.setdefault("conv_layers", {"type": "int", "low": 1, "high": 3, "when": {"model": ["cnn"]}})
-            params.setdefault("filters", {"type": "int", "low": 8, "high": 64, "log": True, "when": {"model": ["cnn"]}})
-            changed.add("model")
-            comments.append(f"model: {doc.get('model') or c['model']} → searched with cnn (conv_layers 1–3, filters "
-                            f"8–64 when cnn): another architecture")
-    lr = params.get("lr")
-    if lr and lr.get("log") and "lr" not in changed and space:
-        # coarse to fine: the first search found the region; the next one samples it densely
-        zoom = _float(max(c["lr"] / 10, lr["low"]), c["lr"] * 10, log=True, cap=lr["high"])
-        comments.append(f"lr: {_spec_text(lr)} → {_spec_text(zoom)}: coarse to fine, around the best {_v(c['lr'])}")
-        params["lr"] = {**zoom, **({"when": lr["when"]} if "when" in lr else {})}
-    return parse_space(doc, "<next space>"), comments
-
-
 # ----------------------------------------------------------------------------- where the numbers come from
 
 
@@ -445,10 +230,6 @@ def check_next_space(path: Path | str) -> None:
     check_out_file(path, "--next-space", "next.yaml")
 
 
-def is_image_data(name: str | None) -> bool:
-    return bool(name) and (name in IMAGE_DATA or str(name).startswith("folder:"))
-
-
 def _number_or_null(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
@@ -457,7 +238,7 @@ def read_run(folder: Path | str) -> dict[str, Any]:
     """A `tunectl train` run folder -> the subject of a diagnosis."""
     folder = Path(folder)
     path = folder / "history.json"
-    rerun = f"rerun `tunectl train` into a new --out folder"
+    rerun = "rerun `tunectl train` into a new --out folder"
     try:
         hist = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -557,8 +338,75 @@ def study_overview(records: list[dict[str, Any]], meta: dict[str, Any], study: s
     trials = [{"number": r["number"], "train_error": r["train_error"], "dev_error": r["dev_error"],
                "avoidable_bias": r["train_error"] - human_error, "variance": r["dev_error"] - r["train_error"],
                "diagnosis": verdicts[r["number"]]} for r in complete if r["number"] in verdicts]
-    return _clean({"study": study, "n_complete": len(verdicts), "human_error": human_error,
+    return clean({"study": study, "n_complete": len(verdicts), "human_error": human_error,
                    "thresholds": {"bias": tb, "variance": tv}, "counts": counts,
                    "bias_limited": counts["high_bias"] + counts["high_bias_high_variance"],
                    "variance_limited": counts["high_variance"] + counts["high_bias_high_variance"],
                    "trials": trials})
+
+
+def diagnose_target(target: str, trial: int | None = None, human_error: float | None = None,
+                    thresholds: Thresholds = Thresholds(), data_curve_: bool = False, next_space: Path | None = None,
+                    all_trials: bool = False, storage: str | None = None, root: Path | str = "studies",
+                    device: str | None = None, on_curve: Callable[[dict[str, Any] | None], Any] | None = None
+                    ) -> dict[str, Any]:
+    """`tunectl diagnose`: a run folder or a study's trial (the best, or --trial N) -> the diagnosis
+    as plain data; with all_trials, the study's overview (`"overview": True`). Everything is
+    checked before any work: a --data-curve retrains for minutes. `on_curve(None)` announces the
+    data curve, then `on_curve(point)` reports each of its points."""
+    from tunectl import results, studies
+    from tunectl.advice import next_space as make_next_space
+
+    if next_space is not None:
+        check_next_space(next_space)
+    thresholds.absolute("multiclass", None)  # a negative threshold is refused before any work
+    if all_trials and (data_curve_ or next_space or trial is not None):
+        raise TunectlError("--all summarises every complete trial; --trial, --data-curve and --next-space take one trial")
+    folder, name, root = Path(target), target, Path(root)
+    if (folder / "study.db").is_file() and storage is None:  # `diagnose studies/NAME` works too
+        name, root = folder.name, folder.parent
+    if (folder / "history.json").is_file():
+        if all_trials:
+            raise TunectlError(f"{target}: --all needs a study, and this is a run folder")
+        subject = read_run(folder)
+    elif storage is None and not (studies.study_dir(name, root) / "study.db").is_file():
+        raise TunectlError(f"'{target}' is neither a run folder (with history.json) nor a study under {root}/; "
+                           f"list the studies with `tunectl studies --root {root}`")
+    else:
+        st = results.open_study(name, storage, root)
+        meta = st.user_attrs.get(results.ATTR) or {}
+        records = [results.trial_record(t) for t in st.get_trials(deepcopy=False)]
+        if all_trials:
+            return {"overview": True, **study_overview(records, meta, name, human_error or 0.0, thresholds)}
+        subject = trial_subject(results.pick_trial(records, name, trial), meta, name)
+    check_human_error(human_error, subject.get("task"))  # refused before minutes of retraining
+    points = None
+    if data_curve_:
+        from tunectl.data import DataSettings
+
+        if on_curve is not None:
+            on_curve(None)
+        points = data_curve(subject["config"], DataSettings.from_dict(subject["data"]), device=device,
+                            on_point=on_curve)
+    diag = diagnose_subject(subject, human_error, thresholds, points)
+    out = diag.to_dict()
+    if next_space is not None:
+        from tunectl.space import dump_space
+
+        sp, comments = make_next_space(diag, subject["config"], subject["space"], subject["data"].get("dataset"))
+        next_space.parent.mkdir(parents=True, exist_ok=True)
+        studies.write_text(next_space, dump_space(sp, comments))
+        out["next_space"] = str(next_space)
+    return out
+
+
+def board(study: str, storage: str | None = None, root: Path | str = "studies", top: int = 10) -> dict[str, Any]:
+    """`tunectl show`: the study's summary (leaderboard of `top`), its parameter importances, and
+    the bias/variance verdict of each trial on the leaderboard."""
+    from tunectl import results, studies
+
+    st = results.open_study(study, storage, root)
+    summary = results.summarize(st, storage or studies.default_storage_url(study, Path(root)), top=top)
+    summary["importances"] = results.importances(st)
+    summary["verdicts"] = study_verdicts(summary["leaderboard"], st.user_attrs.get(results.ATTR) or {})
+    return summary

@@ -37,14 +37,14 @@ class Chosen:
 
     @property
     def checkpoint(self) -> Path | None:
-        from tunectl.tune import checkpoint_path
+        from tunectl.results import checkpoint_path
 
         return checkpoint_path(self.folder, self.record)
 
 
 def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT, storage: str | None = None) -> Chosen:
     """The study's best complete trial, or trial `trial` (which must be complete)."""
-    from tunectl.tune import ATTR, checkpoint_path, open_study, trial_record
+    from tunectl.results import ATTR, checkpoint_path, open_study, trial_record
 
     st = open_study(study, storage, root)
     meta = st.user_attrs.get(ATTR)
@@ -84,15 +84,11 @@ def _check_not_deleted(c: Chosen, fix: str) -> None:
 
 
 def study_splits(meta: dict[str, Any], include_test: bool):
-    """The study's split, rebuilt from its data settings and seed, checked against its manifest."""
-    from tunectl.data import DataSpec, load_splits, parse_split, same_split
+    """The study's splits, checked against its manifest (the data must not have changed since tuning)."""
+    from tunectl.data import DataSettings, load_splits, same_split
 
     d = meta["data"]
-    split = d.get("split")
-    ratios = parse_split(split) if isinstance(split, str) else (tuple(split) if split else None)
-    spec = DataSpec(d["dataset"], str(d.get("data_dir", "data")), False, d.get("target"), d.get("task"),
-                    d.get("image_size"))
-    splits = load_splits(spec, ratios, int(d.get("split_seed", 0)), 1.0, include_test=include_test)
+    splits = load_splits(DataSettings.from_dict(d), include_test=include_test)
     if not same_split(meta["manifest"], splits.manifest):
         raise StudyError(
             f"the data no longer produce the study's split (split hash mismatch for {d['dataset']}): the data "
@@ -251,7 +247,9 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
                          f"export one of those with --trial")
     load_checkpoint(c.checkpoint)  # refuse anything that is not a tunectl checkpoint before copying it
     cfg = from_dict(rec["config"])
-    data = {k: c.meta["data"][k] for k in studies.DATA_KEYS if c.meta["data"].get(k) is not None}
+    from tunectl.data import DataSettings
+
+    data = DataSettings.from_dict(c.meta["data"])
     with studies.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
         _write_bundle(bundle.path, out, study, c, cfg, data)
     return {
@@ -282,7 +280,7 @@ def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data: dic
     studies.write_text(folder / "README.md", README.format(
         study=study, trial=n, time=time.strftime("%Y-%m-%d %H:%M:%S"), dev_error=fmt(rec.get("dev_error")),
         train_error=fmt(rec.get("train_error")), best_epoch=rec.get("best_epoch"), epochs=rec.get("epochs"),
-        dataset=data.get("dataset"), split_seed=data.get("split_seed", 0), sizes=c.meta["manifest"].get("sizes"),
+        dataset=data.dataset, split_seed=data.split_seed, sizes=c.meta["manifest"].get("sizes"),
         params=", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in (rec.get("params") or {}).items()) or "-",
         params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tunectl import studies
-from tunectl.report import _duration, fmt
+from tunectl.report import duration, fmt, verdict_label
 
 EVALUATIONS = "evaluations.json"  # written by `tunectl evaluate` (evaluate.py)
 TOP_CURVES = 4  # learning curves of this many best trials
@@ -232,7 +232,7 @@ def _glance(s: dict[str, Any], records: list[dict[str, Any]]) -> str:
         ("trials", f"{s['n_trials']}: complete {st['COMPLETE']}, pruned {st['PRUNED']}, failed {st['FAIL']}, "
                    f"running {st['RUNNING']}"),
         ("why trials stopped", "; ".join(f"{k} ×{n}" for k, n in sorted(stopped.items())) or "-"),
-        ("wall time", _duration(s.get("wall_seconds"))),
+        ("wall time", duration(s.get("wall_seconds"))),
         ("epochs trained", f"{s['epochs_used']} (a trial may run {s.get('max_epochs') or '-'})"),
         ("epochs saved by pruning", saved),
         ("storage", s.get("storage") or "-"),
@@ -251,7 +251,7 @@ def _leaderboard(s: dict[str, Any], verdicts: dict[int, str]) -> str:
     if not board:
         return _section("leaderboard", "Leaderboard", _note("No complete trial yet: nothing to rank."))
     rows = [[i, r["number"], fmt(r["dev_error"]), fmt(r["train_error"]), r.get("best_epoch") or "-", r["epochs"],
-             fmt(r.get("seconds"), 1), verdicts.get(r["number"], "-").replace("_", " "), _params(r["params"])]
+             fmt(r.get("seconds"), 1), verdict_label(verdicts.get(r["number"])), _params(r["params"])]
             for i, r in enumerate(board, 1)]
     return _section("leaderboard", "Leaderboard (dev error, lower is better)",
                     _table(["#", "trial", "dev error", "train error", "best epoch", "epochs", "seconds", "diagnosis",
@@ -293,7 +293,7 @@ def _diagnosis(s: dict[str, Any], d: dict[str, Any] | None, missing: str | None,
     human = float(d.get("human_error") or 0.0) if d else 0.0
     body = _img(_diagnosis_png(b["train_error"], b["dev_error"], human, unit), "bias and variance")
     if d:
-        verdict = str(d.get("diagnosis", "-")).replace("_", " ")
+        verdict = verdict_label(d.get("diagnosis"))
         th = d.get("thresholds") or {}
         body = (f'<p class="verdict">Trial {b["number"]}, verdict: {e(verdict)}</p><div class="grid"><div>'
                 + _kv([("human-level error", fmt(d.get("human_error"))), ("train error", fmt(d.get("train_error"))),
@@ -441,7 +441,7 @@ def report_study(name: str, storage: str | None = None, root: Path | str = studi
                  out: Path | str | None = None) -> Path:
     """Gather everything about study `name` (plain data from tune.py), render it, write it atomically."""
     from tunectl.diagnose import check_out_file, study_verdicts
-    from tunectl.tune import ATTR, importances, open_study, summarize, trial_record
+    from tunectl.results import ATTR, importances, open_study, summarize, trial_record
 
     if out is not None:  # a folder (or a path under a file) is bad input: refused before the study is read
         check_out_file(out, "--out", "report.html")

@@ -86,7 +86,7 @@ def datasets_table(console: Console, rows: list[tuple[str, str]]) -> None:
 # ----------------------------------------------------------------------------- studies
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     s = int(seconds)
@@ -118,8 +118,8 @@ class TuneDisplay:
         st = p["states"]
         status = (
             f"complete {st['COMPLETE']}  pruned {st['PRUNED']}  failed {st['FAIL']}  running {st['RUNNING']}  "
-            f"best dev {fmt(p['best'])}  elapsed {_duration(p['elapsed'])}"
-            + (f"  left {_duration(p['remaining'])}" if p.get("remaining") is not None else "")
+            f"best dev {fmt(p['best'])}  elapsed {duration(p['elapsed'])}"
+            + (f"  left {duration(p['remaining'])}" if p.get("remaining") is not None else "")
         )
         self.progress.update(self.task, completed=p["done"], status=status)
 
@@ -193,6 +193,12 @@ def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:
 
 VERDICT_STYLE = {"high_bias": ("high bias", "red"), "high_variance": ("high variance", "yellow"),
                  "high_bias_high_variance": ("high bias and high variance", "red"), "ok": ("ok", "green")}
+VERDICT_SHORT = {"high_bias": "bias", "high_variance": "variance", "high_bias_high_variance": "bias+var", "ok": "ok"}
+
+
+def verdict_label(verdict: str | None) -> str:
+    """A verdict as the reader sees it: 'high bias and high variance', not 'high_bias_high_variance'."""
+    return VERDICT_STYLE.get(str(verdict), (str(verdict or "-").replace("_", " "), ""))[0]
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -282,3 +288,42 @@ def diagnosis_overview(console: Console, d: dict[str, Any]) -> None:
     console.print(t)
     counts = ", ".join(f"{VERDICT_STYLE[k][0]} {v}" for k, v in d["counts"].items())
     console.print(f"counts: {counts}")
+
+
+# ----------------------------------------------------------------------------- evaluate and export
+
+
+def evaluation(console: Console, r: dict[str, Any]) -> None:
+    """`tunectl evaluate`: test, dev and train error side by side, the examples behind each, the record."""
+    unit = "RMSE" if r["task"] == "regression" else "error rate"
+    title = f"study {r['study']}, trial {r['trial']}" + (" (refit on train+dev)" if r["refit"] else "")
+    table = Table(title=title, title_justify="left")
+    for name in ("test", "dev", "train"):
+        table.add_column(f"{name} {unit}", justify="right")
+    dev = fmt(r["dev_error"]) if not r["refit"] else "trained on"
+    table.add_row(fmt(r["test_error"]), dev, fmt(r["train_error"]))
+    sizes = {**r["sizes"], "train": r["sizes"]["train"] + (r["sizes"]["dev"] if r["refit"] else 0)}
+    table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", "dev", "train")))
+    console.print(table)
+    if r["refit"]:
+        console.print(f"Refit on train+dev for {r['epochs']} epochs (the trial's best epoch count): train error is "
+                      f"on train+dev; dev was trained on, so it has no held-out error.")
+        console.print(f"Model: {r['model']}", soft_wrap=True)
+    console.print(f"[dim]Look {r['evaluations']} at the test set, recorded in {r['record']}.[/]", soft_wrap=True)
+    if r["evaluated_before"]:
+        console.print(f"[yellow]Warning: {r['warning']}.[/]", soft_wrap=True)
+
+
+def export_summary(console: Console, r: dict[str, Any]) -> None:
+    console.print(f"Exported trial {r['trial']} of {r['study']} (dev error {fmt(r['dev_error'])}) to {r['out']}/: "
+                  f"{', '.join(r['files'])}", soft_wrap=True)
+    console.print(f"Reproduce it with: [bold]{r['command']}[/]", soft_wrap=True)
+
+
+def curve_point(console: Console, p: dict[str, Any] | None) -> None:
+    """`diagnose --data-curve` progress: the announcement (None), then one line per point."""
+    if p is None:
+        console.print("[dim]data curve: retraining the configuration on growing shares of the training split[/]")
+    else:
+        console.print(f"[dim]  {p['fraction']:>4.0%} ({p['n_train']} examples): train error "
+                      f"{fmt(p['train_error'])}, dev error {fmt(p['dev_error'])}[/]")

@@ -21,13 +21,10 @@ import yaml
 from tunectl.config import TrainConfig, from_dict
 from tunectl.errors import ConfigError
 
-DATA_KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction")
-
-
-def read_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A params file -> (TrainConfig fields, data settings). Unknown keys and wrong types are refused."""
+def read_params(path: Path):
+    """A params file -> (TrainConfig fields, DataSettings). Unknown keys and wrong types are refused."""
     from tunectl.config import check_size, short
-    from tunectl.data import check_data_settings
+    from tunectl.data import DataSettings
     from tunectl.errors import DataError
 
     path = Path(path)
@@ -61,11 +58,8 @@ def read_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: data: expected a mapping such as {{dataset: digits, split_seed: 0}}, "
                           f"got {short(data)}")
-    unknown = sorted(str(k) for k in set(data) - set(DATA_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: data: unknown key {short(unknown[0], 60)}; allowed: {', '.join(DATA_KEYS)}")
     try:
-        data = check_data_settings(data)
+        data = DataSettings.from_dict(data)
     except DataError as e:
         raise ConfigError(f"{where}: {e}") from None
     bad = [k for k in doc if not isinstance(k, str)]
@@ -78,8 +72,9 @@ def read_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return doc, data
 
 
-def params_text(cfg: TrainConfig, data: dict[str, Any]) -> str:
-    body = {**cfg.to_dict(), "data": {k: v for k, v in data.items() if v is not None}}
+def params_text(cfg: TrainConfig, data) -> str:
+    """A params file: every TrainConfig field, and the DataSettings under `data:`."""
+    body = {**cfg.to_dict(), "data": data.to_dict()}
     return "# tunectl params: every TrainConfig field; `tunectl train --params THIS_FILE` reruns it\n" + yaml.safe_dump(
         body, sort_keys=False
     )
@@ -341,6 +336,13 @@ def mask_text(text: str, url: str | None) -> str:
         for form in sorted({pw, unquote(pw), quote(pw, safe="")}, key=len, reverse=True):
             text = text.replace(form, "***")
     return text
+
+
+def mask_passwords(text: str) -> str:
+    """Any URL's password in `text` (a driver's message quoting the URL it was given) -> ***."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 
 def is_server(url: str) -> bool:

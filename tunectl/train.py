@@ -101,7 +101,8 @@ class History:
         return len(self.curve)
 
     def to_dict(self) -> dict[str, Any]:
-        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731  JSON has no NaN
+        from tunectl.numbers import clean  # JSON has no NaN
+
         return {
             "status": self.status,
             "train_error": clean(self.train_error),
@@ -110,7 +111,7 @@ class History:
             "epochs": self.epochs_run,
             "seconds": self.seconds,
             "epoch_seconds": self.seconds / max(1, self.epochs_run),
-            "history": [{k: clean(v) for k, v in row.items()} for row in self.curve],
+            "history": clean(self.curve),
         }
 
     def checkpoint(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -183,6 +184,14 @@ def batch_size_for(cfg: TrainConfig, n_train: int) -> int:
             f"use a smaller batch or batch_size=0 for the full batch"
         )
     return n_train if cfg.batch_size == 0 else cfg.batch_size
+
+
+def check(cfg: TrainConfig, splits: Splits) -> None:
+    """Everything a run of `cfg` on `splits` needs, checked before it starts: the mini-batch fits
+    the training split, and the model builds on these inputs (cnn on tabular data, transfer without
+    a source). Used by `train`, `tune` and every worker, so each refuses the same way."""
+    batch_size_for(cfg, len(splits.x_train))
+    build_model(cfg, splits.input_shape, splits.out_dim)
 
 
 def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,

@@ -1,0 +1,192 @@
+"""The read side of studies: open one, turn its trials into plain records, summarize, list, pick a trial.
+
+Everything here reads; nothing starts a trial or writes to a study. The CLI, `evaluate`,
+`diagnose` and the HTML report read studies through this module, not the tuning machinery.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunectl import studies
+from tunectl.errors import StudyError
+
+ATTR = "tunectl"  # the study user attribute holding everything a worker needs (space, data, split, ...)
+
+
+def quiet_optuna() -> None:
+    # Optuna logs each failed trial with its traceback; we record and show the message instead
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def open_study(name: str, storage: str | None = None, root: str | Path = studies.ROOT) -> optuna.Study:
+    quiet_optuna()
+    studies.check_root(root)
+    url = storage or studies.default_storage_url(name, Path(root))
+    st = studies.open_storage(url, None, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=st)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+        raise StudyError(f"no study '{name}' in {studies.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
+
+
+def trial_record(t: FrozenTrial) -> dict[str, Any]:
+    u = t.user_attrs
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "value": t.value,
+        "params": u.get("params", t.params),
+        "config": u.get("config"),
+        "train_error": u.get("train_error"),
+        "dev_error": u.get("dev_error", t.value),
+        "best_epoch": u.get("best_epoch"),
+        "epochs": u.get("epochs_run", len(u.get("curve", []))),
+        "seconds": u.get("seconds"),
+        "reason": u.get("reason", "worker died" if t.state == TrialState.FAIL else t.state.name.lower()),
+        "curve": u.get("curve", []),
+        "checkpoint": u.get("checkpoint"),
+        "artifact": u.get("artifact"),
+        "retry_of": u.get("retry_of"),
+    }
+
+
+def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None) -> dict[str, Any]:
+    """The trial a command works on: `number`, or the best complete one. One rule for every command."""
+    if number is None:
+        complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+        if not complete:
+            raise StudyError(f"study '{study}' has no complete trial yet; let it run (`tunectl tune --study {study}`), "
+                             f"or pick one with --trial N")
+        return complete[0]
+    record = next((r for r in records if r["number"] == number), None)
+    if record is None:
+        raise StudyError(f"study '{study}' has no trial {number}; its trials are 0-{len(records) - 1}"
+                         if records else f"study '{study}' has no trials yet")
+    return record
+
+
+def checkpoint_path(study_folder: str | Path, record: dict[str, Any]) -> Path | None:
+    """The model.pt of a trial record (trial_record), or None when it kept none (not among the best).
+
+    record["checkpoint"] is relative to the study folder (the default store, artifacts/<id>),
+    or absolute (--artifacts DIR); either way `study_folder / checkpoint` is the file.
+    """
+    ref = record.get("checkpoint")
+    if not ref:
+        return None
+    path = Path(study_folder) / ref
+    return path if path.is_file() else None
+
+
+def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10) -> dict[str, Any]:
+    """Everything `show`, `tune --json` and the report print: one source of truth."""
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
+    records = [trial_record(t) for t in trials]
+    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+    meta = study.user_attrs.get(ATTR, {})
+    max_epochs = meta.get("space", {}).get("epochs", 0)
+    used = sum(r["epochs"] or 0 for r in records)
+    saved = sum(max(0, max_epochs - (r["epochs"] or 0)) for r in records if r["state"] == "PRUNED")
+    best = None
+    if complete:
+        b = complete[0]
+        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs", "config")}
+    return {
+        "study": study.study_name,
+        "storage": studies.mask_url(storage_url) if storage_url else None,
+        "dataset": meta.get("data", {}).get("dataset"),
+        "n_trials": len(trials),
+        "states": states,
+        "best": best,
+        "epochs_used": used,
+        "epochs_saved": saved,
+        "max_epochs": max_epochs,
+        "leaderboard": complete[:top],
+        "sampler": meta.get("sampler"),
+        "pruner": meta.get("pruner"),
+        "split": meta.get("manifest", {}).get("sizes"),
+        "space": meta.get("space"),
+        "last_activity": max((str(t.datetime_complete or t.datetime_start) for t in trials if t.datetime_start), default=None),
+        "task": meta.get("manifest", {}).get("task"),
+        "wall_seconds": _wall_seconds(trials),
+    }
+
+
+def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
+    """What `tune --json` and `show --json` print of a summary: no per-epoch curves, no configs."""
+    keys = ("study", "storage", "dataset", "n_trials", "states", "best", "epochs_used", "epochs_saved", "interrupted",
+            "seconds", "importances")
+    out = {k: summary[k] for k in keys if k in summary}
+    out["leaderboard"] = [{k: v for k, v in r.items() if k not in ("curve", "config")} for r in summary["leaderboard"]]
+    return out
+
+
+def _wall_seconds(trials: list[FrozenTrial]) -> float | None:
+    """First trial's start to the last trial's end (a resumed study's pause included)."""
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
+    return (max(ends) - min(starts)).total_seconds() if starts else None
+
+
+def importances(study: optuna.Study, min_complete: int = 5) -> dict[str, float] | None:
+    """Optuna's parameter importances (fANOVA) once enough trials are complete."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < min_complete:
+        return None
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (ValueError, RuntimeError):
+        return None
+
+
+def progress_of(study: optuna.Study, start: float, timeout: float | None, target: int | None) -> dict[str, Any]:
+    """What the live display shows: trials by state, the best value, time elapsed and left."""
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    elapsed = time.time() - start
+    remaining = None
+    if timeout:
+        remaining = max(0.0, timeout - elapsed)
+    done = states["COMPLETE"] + states["PRUNED"]
+    return {"states": states, "best": min(values) if values else None, "elapsed": elapsed,
+            "remaining": remaining, "done": done, "target": target}
+
+
+def list_studies(storage: str | None = None, root: str | Path = studies.ROOT) -> list[dict[str, Any]]:
+    """Every study in `storage`, or in each studies/<name>/study.db under root.
+
+    Under root, a study file that cannot be read is listed as unreadable (with the reason)
+    and the others are still listed: one damaged folder must not hide the rest.
+    """
+    quiet_optuna()
+    studies.check_root(root)
+    urls = [storage] if storage else [f"sqlite:///{p.resolve()}" for p in sorted(Path(root).glob("*/study.db"))]
+    out = []
+    for url in urls:
+        try:
+            st = studies.open_storage(url, None, create=False)
+            found = optuna.get_all_study_summaries(st, include_best_trial=False)
+        except StudyError as e:
+            if storage:
+                raise
+            out.append({"study": Path(url).parent.name, "dataset": None, "n_trials": None, "states": None,
+                        "last_activity": None, "best_dev_error": None, "storage": url, "unreadable": str(e)})
+            continue
+        for s in found:
+            study = optuna.load_study(study_name=s.study_name, storage=st)
+            summary = summarize(study, url, top=0)
+            out.append({k: summary[k] for k in ("study", "dataset", "n_trials", "states", "last_activity")}
+                       | {"best_dev_error": summary["best"]["value"] if summary["best"] else None,
+                          "storage": studies.mask_url(url)})
+    return out

@@ -1,0 +1,227 @@
+"""Workers: the processes that run trials, the signals that stop them, and the lock that counts them.
+
+A study runs in one process (`--jobs 1`) or in several spawned ones, each with its share of
+the CPU threads, all on one storage with heartbeats. Ctrl-C and SIGTERM only raise a flag;
+the running trial stops at its next mini-batch and is recorded, so nothing is left half done.
+This module knows how trials are run safely, not what a trial is: `tune.py` hands it the
+objective and the study.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from tunectl import studies
+from tunectl.errors import RunError, StorageError
+
+
+class Stop:
+    """Ctrl-C and SIGTERM only raise this flag; the running trial stops at its next mini-batch.
+
+    Python's default raises KeyboardInterrupt wherever the signal lands: inside Optuna's own
+    bookkeeping (a trial just created, a SQLite transaction, the heartbeat thread starting) that
+    leaves a trial RUNNING or a lock held and the process hung. Between two batches nothing is
+    half done, so the trial is recorded as interrupted and the summary printed.
+    """
+
+    requested = False
+
+
+def request_stop(signum, frame) -> None:
+    Stop.requested = True
+
+
+def check_stop(*_: Any) -> None:
+    """Raise KeyboardInterrupt between two mini-batches once a stop was asked for."""
+    if Stop.requested:
+        raise KeyboardInterrupt
+
+
+def stop_between_trials(study: optuna.Study, trial) -> None:
+    if Stop.requested:  # the signal came while Optuna recorded a trial: start no other
+        study.stop()
+
+
+def on_signals(handler) -> dict[int, Any]:
+    """Install `handler` for SIGINT and SIGTERM; return the previous ones (none off the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+class Gate:
+    """An exclusive lock (flock on a file in the study folder) between this machine's workers.
+
+    Held from the count of started trials until the new trial has started (the objective's
+    first act releases it), so that two workers cannot both start the last trial asked for.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.fd = path, None
+
+    def __enter__(self) -> "Gate":
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _started(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+
+
+def run_trials(study: optuna.Study, objective: Callable, gate: Gate, n_trials: int | None, timeout: float | None,
+               callbacks: list[Callable], storage_url: str) -> None:
+    """Run trials one by one until the target, the timeout, a stop, an abort or an exhausted grid.
+
+    One trial per optimize() call, each started under the gate: the count of trials started
+    (running or finished) and the start of the next are one step, so the workers of this machine
+    together never run more trials than asked. The objective releases the gate once its trial runs.
+    """
+    deadline = time.time() + timeout if timeout else None
+    while not Stop.requested and not (deadline and time.time() >= deadline):
+        with gate:
+            if study.user_attrs.get("aborted"):
+                break
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                break  # every point of the grid was tried: the search is done
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not counted as running
+            if n_trials is not None and _started(study) >= n_trials:
+                break
+            try:
+                study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+            except Exception as e:  # noqa: BLE001 - Optuna could not record a trial: say why the storage failed
+                cause = studies.storage_cause(e)
+                if cause is None:
+                    raise
+                raise StorageError(f"the study storage failed: {studies.mask_text(studies.storage_error(cause), storage_url)}"
+                                   f"; free disk space or check the database server, then resume") from None
+
+
+def _fail(study: optuna.Study, storage, number: int, reason: str) -> None:
+    """Fail a trial another process left RUNNING, with a reason (public storage methods only)."""
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+    try:
+        storage.set_trial_user_attr(trial_id, "reason", reason)
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+        pass
+
+
+def fail_unstarted(study: optuna.Study, storage, grace: float | None) -> None:
+    """Fail RUNNING trials whose worker died before signing them (the objective's first act).
+
+    Optuna times a trial out by its last heartbeat; a worker killed between creating a trial
+    and its first heartbeat leaves one that would stay RUNNING forever. Nothing of it ran.
+    """
+    import datetime
+
+    if not grace:
+        return
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" not in t.user_attrs and t.datetime_start and (now - t.datetime_start).total_seconds() > grace:
+            _fail(study, storage, t.number, "worker died before the trial started")
+
+
+def sampler_seed(seed: int, worker: int, shared: bool) -> int:
+    """seed + worker; on a server, also who this process is: every machine's first worker is worker 0,
+    and equal seeds would propose the same first trials. (Which worker runs which trial depends on
+    timing there anyway, so a study on a server is not reproducible trial for trial.)"""
+    if not shared:
+        return seed + worker
+    import zlib
+
+    return zlib.crc32(f"{seed}:{worker}:{socket.gethostname()}:{os.getpid()}".encode()) % 2**31
+
+
+def plan_jobs(asked: int, n_trials: int | None, finished: int) -> tuple[int, str]:
+    """Workers this machine can hold: no more than its cores, than its free memory holds at this
+    process's size (a worker loads the same data and torch), or than the trials still to run."""
+    jobs, why = asked, []
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        jobs, why = cores, [f"{cores} CPU cores"]
+    per_worker, free = _memory()
+    if per_worker and free and jobs > 1:
+        fit = max(1, int(0.8 * free // per_worker))
+        if fit < jobs:
+            jobs, why = fit, [f"{free / 2**30:.1f} GiB free at {per_worker / 2**30:.1f} GiB a worker"]
+    if n_trials is not None and jobs > max(1, n_trials - finished):
+        jobs, why = max(1, n_trials - finished), [f"{max(0, n_trials - finished)} trials left to run"]
+    return jobs, "; ".join(why)
+
+
+def _memory() -> tuple[int | None, int | None]:
+    """(this process's resident bytes, the machine's available bytes), or None where unknown (not Linux)."""
+    try:
+        resident = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return resident, int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None, None
+
+
+def run_processes(target: Callable, payload: dict[str, Any], jobs: int, progress: Callable[[], Any],
+                  study: str, storage_url: str) -> None:
+    """Spawn `jobs` worker processes running `target(payload, worker, threads)`; wait, showing progress."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    procs = [ctx.Process(target=target, args=(payload, i, threads), daemon=False) for i in range(jobs)]
+    for p in procs:
+        p.start()
+    while any(p.is_alive() for p in procs):
+        if Stop.requested:
+            _stop_workers(procs, study, storage_url)
+            raise KeyboardInterrupt
+        progress()
+        for p in procs:
+            p.join(timeout=1.0 / len(procs))
+    progress()
+    if all(p.exitcode == 2 for p in procs):
+        raise RunError(f"study '{study}': every worker refused to start (see the messages above)")
+
+
+def _stop_workers(procs, study: str, storage_url: str) -> None:
+    """Ctrl-C reached the workers too (same process group); SIGTERM may not have: pass it on."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # SIGTERM: the worker stops at its next batch and records its trial
+    for p in procs:
+        p.join(timeout=60)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    _fail_orphans({p.pid for p in procs}, study, storage_url)
+
+
+def _fail_orphans(pids: set[int], name: str, storage_url: str) -> None:
+    """Trials still RUNNING under a worker we just stopped are failed now, not left for the heartbeat."""
+    storage = studies.open_storage(storage_url, None)
+    study = optuna.load_study(study_name=name, storage=storage)
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        if worker.startswith(f"{host}:") and int(worker.split(":")[-1]) in pids:
+            _fail(study, storage, t.number, "interrupted")
