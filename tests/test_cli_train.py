@@ -13,7 +13,6 @@ import yaml
 from typer.testing import CliRunner
 
 from tunectl.cli import app
-from tunectl.sources import DataSpec
 from tunectl.data import DataSettings, load_splits, same_split
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from conftest import Planted
 from tunectl.cli import app
-from tunectl.sources import DataSpec
 from tunectl.data import DataSettings, load_splits
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate

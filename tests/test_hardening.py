@@ -344,13 +344,14 @@ def test_after_a_killed_worker_no_trial_is_running_the_best_holds_and_plain_optu
     """
     import optuna
 
+    from tunectl import storage as store
     from tunectl import studies
     from tunectl.space import load_space, suggest
     from tunectl.results import open_study, trial_record
 
     url = studies.default_storage_url("s", Path("studies"))
     best_before = open_study("s", None, "studies").best_value
-    study = optuna.load_study(study_name="s", storage=studies.open_storage(url, heartbeat=1))
+    study = optuna.load_study(study_name="s", storage=store.open_storage(url, heartbeat=1))
     with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna: heartbeats are meant for optimize(), as tunectl does
         dead = study.ask()
     suggest(dead, load_space("space.yaml"))

@@ -240,7 +240,7 @@ def test_workers_starting_together_on_a_fresh_database_all_get_in(kind, request,
     to lose that race (duplicate key / table already exists) and exit."""
     import threading
 
-    from tunectl.studies import open_storage
+    from tunectl.storage import open_storage
 
     url = fresh_schema(request.getfixturevalue("pg_url")) if kind == "postgresql" else f"sqlite:///{tmp_path}/s.db"
     errors: list[str] = []

@@ -233,9 +233,10 @@ def wsgi_get(wsgi_app, path: str) -> dict:
 @pytest.mark.slow
 def test_optuna_dashboard_reads_the_study(study):
     optuna_dashboard = pg.require_module("optuna_dashboard", DASHBOARD_MISSING)
+    from tunectl import storage as store
     from tunectl import studies
 
-    storage = studies.open_storage(studies.default_storage_url("night", study["root"]), None, create=False)
+    storage = store.open_storage(studies.default_storage_url("night", study["root"]), None, create=False)
     wsgi_app = optuna_dashboard.wsgi(storage)
     listed = wsgi_get(wsgi_app, "/api/studies")["study_summaries"]
     assert [s["study_name"] for s in listed] == ["night"]

@@ -85,14 +85,14 @@ def train(
     """Train one model and babysit it: live progress, a summary, a run folder."""
     with handled():
         from tunectl import config as C
-        from tunectl import runs, studies
+        from tunectl import runs
         from tunectl.data import DataSettings
         from tunectl.report import TrainDisplay, train_summary
 
         from tunectl.train import check_device
 
         check_device(device)  # an unknown or absent device: one line before a params file or data are read
-        values, data = studies.read_params(params) if params else ({}, DataSettings())
+        values, data = runs.read_params(params) if params else ({}, DataSettings())
         given = {"model": model, "epochs": epochs, "seed": seed,
                  "init_from": str(init_from or weights) if (init_from or weights) else None}
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
@@ -146,7 +146,7 @@ def tune(
 ) -> None:
     """Run (or resume) a study: many models side by side, the hopeless ones pruned."""
     with handled():
-        from tunectl import studies
+        from tunectl import storage as store
         from tunectl.report import TuneDisplay, leaderboard
         from tunectl.results import summary_json
         from tunectl.tune import parse_timeout, run_study, settings_for
@@ -156,8 +156,8 @@ def tune(
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=sampler, pruner=pruner, seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None)
-        if studies.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
-            studies.open_storage(settings.storage_url, None)
+        if store.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
+            store.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out)
         with TuneDisplay(stderr, settings.study, trials) as display:
             summary = run_study(settings, on_progress=display.update, on_note=note)
@@ -325,6 +325,7 @@ def dashboard(
             import optuna_dashboard
         except ImportError:
             fail("optuna-dashboard is not installed; install it with: pip install 'tunectl[dashboard]'")
+        from tunectl import storage as store
         from tunectl import studies
         from tunectl.results import open_study
 
@@ -333,7 +334,7 @@ def dashboard(
         consoles(False)[1].print(f"optuna-dashboard: http://{host}:{port}/dashboard  (study '{study}'; Ctrl-C stops it)",
                                  soft_wrap=True)
         try:
-            optuna_dashboard.run_server(studies.open_storage(url, None, create=False), host=host, port=port)
+            optuna_dashboard.run_server(store.open_storage(url, None, create=False), host=host, port=port)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a dashboard is closed: not an error
         except OSError as e:

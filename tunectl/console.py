@@ -112,7 +112,7 @@ def handled() -> Iterator[None]:
     except OSError as e:
         fail(f"{e.strerror or e} ({e.filename or ''}); check the path, its permissions and free disk space", EXIT_RUNTIME)
     except Exception as e:  # noqa: BLE001 - a storage server lost mid-run: one masked line, not a traceback
-        from tunectl.studies import mask_passwords, storage_cause, storage_error
+        from tunectl.storage import mask_passwords, storage_cause, storage_error
 
         cause = storage_cause(e)
         if cause is None:

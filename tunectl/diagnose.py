@@ -22,6 +22,7 @@ from tunectl.advice import is_image_data, recommend
 from tunectl.config import from_dict, short
 from tunectl.numbers import clean
 from tunectl.errors import TunectlError
+from tunectl import files
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_high_variance", "ok")
 # Error rates: absolute points (0.02 = 2 %). With human error ~0 the textbook table comes out
@@ -395,7 +396,7 @@ def diagnose_target(target: str, trial: int | None = None, human_error: float | 
 
         sp, comments = make_next_space(diag, subject["config"], subject["space"], subject["data"].get("dataset"))
         next_space.parent.mkdir(parents=True, exist_ok=True)
-        studies.write_text(next_space, dump_space(sp, comments))
+        files.write_text(next_space, dump_space(sp, comments))
         out["next_space"] = str(next_space)
     return out
 

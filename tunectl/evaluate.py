@@ -11,15 +11,14 @@ chosen trial's checkpoint is evaluated. Every look at the test set is appended t
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from tunectl import studies
 from tunectl.errors import ConfigError, StudyError
+from tunectl import files, runs
 
-EVALUATIONS = "evaluations.json"
 REUSED_WARNING = ("the test set was evaluated before: this test error is no longer an unbiased estimate of the "
                   "error on new data (every look is in {path})")
 
@@ -100,20 +99,6 @@ def study_splits(meta: dict[str, Any], include_test: bool):
 # ----------------------------------------------------------------------------- evaluate
 
 
-def _evaluations(folder: Path) -> list[dict[str, Any]]:
-    path = folder / EVALUATIONS
-    if not path.exists():
-        return []
-    try:
-        looks = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError, RecursionError):
-        looks = None
-    if not isinstance(looks, list):
-        # never start a fresh record over a damaged one: that would hide earlier looks at the test set
-        raise StudyError(f"{path}: damaged (not a JSON list); repair it or move it aside, then evaluate again")
-    return looks
-
-
 def evaluate_study(study: str, trial: int | None = None, refit: bool = False, root: Path | str = studies.ROOT,
                    storage: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Evaluate the chosen trial on test, dev and train once, and record that look."""
@@ -123,7 +108,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     dev_ = pick_device(device)  # an unknown or absent device: one line before any work
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
-    looks = _evaluations(c.folder)  # a damaged record refuses before any work
+    studies.read_evaluations(c.folder)  # a damaged record refuses before any work
     ckpt = None
     if not refit:
         _check_not_deleted(c, "add --refit to retrain it, or choose another --trial")
@@ -146,14 +131,10 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     train_error = err(fit_on.x_train, fit_on.y_train)
     # after a refit the dev split was trained on: its error is not a held-out number
     dev_error = None if refit else err(splits.x_dev, splits.y_dev)
-    path = c.folder / EVALUATIONS
+    path = c.folder / studies.EVALUATIONS
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
             "dev_error": dev_error, "train_error": train_error}
-    c.folder.mkdir(parents=True, exist_ok=True)
-    # read again and append under a lock: two evaluations at once both count, and the second is told
-    with studies.locked(c.folder / f".{EVALUATIONS}.lock"):
-        looks = _evaluations(c.folder)
-        studies.write_json(path, [*looks, look])
+    looks = studies.append_evaluation(c.folder, look)
     evaluated_before = bool(looks)
     return {
         "study": study,
@@ -237,7 +218,7 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder; give a new folder (export never overwrites)")
-    studies.check_new_folder(out)
+    files.check_new_folder(out)
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
     _check_not_deleted(c, "restore it, or export another --trial")
@@ -250,7 +231,7 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     from tunectl.data import DataSettings
 
     data = DataSettings.from_dict(c.meta["data"])
-    with studies.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
+    with files.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
         _write_bundle(bundle.path, out, study, c, cfg, data)
     return {
         "study": study,
@@ -269,15 +250,15 @@ def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data: dic
     import shutil
 
     rec, n = c.record, c.record["number"]
-    studies.write_text(folder / "params.yaml", studies.params_text(cfg, data))
+    files.write_text(folder / "params.yaml", runs.params_text(cfg, data))
     shutil.copyfile(c.checkpoint, folder / "model.pt")
-    studies.write_json(folder / "split.json", c.meta["manifest"])
+    files.write_json(folder / "split.json", c.meta["manifest"])
     transfer = ""
     if cfg.model == "transfer":
         transfer = (f"\nThis is a transferred model: reproducing it needs the source checkpoint `{cfg.init_from}` "
                     f"(init_from in params.yaml) at that path.\n")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    studies.write_text(folder / "README.md", README.format(
+    files.write_text(folder / "README.md", README.format(
         study=study, trial=n, time=time.strftime("%Y-%m-%d %H:%M:%S"), dev_error=fmt(rec.get("dev_error")),
         train_error=fmt(rec.get("train_error")), best_epoch=rec.get("best_epoch"), epochs=rec.get("epochs"),
         dataset=data.dataset, split_seed=data.split_seed, sizes=c.meta["manifest"].get("sizes"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import time
 import warnings
@@ -24,6 +23,8 @@ from typing import Any, Callable
 
 from tunectl import studies
 from tunectl.report import duration, fmt, verdict_label
+from tunectl import files
+from tunectl.errors import StudyError
 
 EVALUATIONS = "evaluations.json"  # written by `tunectl evaluate` (evaluate.py)
 TOP_CURVES = 4  # learning curves of this many best trials
@@ -337,16 +338,10 @@ def _evaluations(evals: list[dict[str, Any]] | None, problem: str | None) -> str
 
 def load_evaluations(folder: Path) -> tuple[list[dict[str, Any]], str | None]:
     """studies/<study>/evaluations.json as a list, and a note when it cannot be read (the report still renders)."""
-    path = Path(folder) / EVALUATIONS
-    if not path.exists():
-        return [], None
     try:
-        looks = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        return [], f"{path} could not be read ({err}); the record of test-set looks is damaged"
-    if not isinstance(looks, list):
-        return [], f"{path} is not a JSON list; the record of test-set looks is damaged"
-    return [v for v in looks if isinstance(v, dict)], None
+        return studies.read_evaluations(folder), None
+    except StudyError as e:
+        return [], f"{e}: the record of test-set looks is damaged"
 
 
 def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | None = None,
@@ -419,7 +414,7 @@ def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | 
 def write_report(path: Path, html_text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    studies.write_text(path, html_text)  # atomic: a browser never opens half a report
+    files.write_text(path, html_text)  # atomic: a browser never opens half a report
     return path
 
 

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunectl import studies
 from tunectl.errors import StudyError
+from tunectl import storage as store
 
 ATTR = "tunectl"  # the study user attribute holding everything a worker needs (space, data, split, ...)
 
@@ -30,12 +31,12 @@ def open_study(name: str, storage: str | None = None, root: str | Path = studies
     quiet_optuna()
     studies.check_root(root)
     url = storage or studies.default_storage_url(name, Path(root))
-    st = studies.open_storage(url, None, create=False)
+    st = store.open_storage(url, None, create=False)
     try:
         return optuna.load_study(study_name=name, storage=st)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-        raise StudyError(f"no study '{name}' in {studies.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
+        raise StudyError(f"no study '{name}' in {store.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10
         best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs", "config")}
     return {
         "study": study.study_name,
-        "storage": studies.mask_url(storage_url) if storage_url else None,
+        "storage": store.mask_url(storage_url) if storage_url else None,
         "dataset": meta.get("data", {}).get("dataset"),
         "n_trials": len(trials),
         "states": states,
@@ -175,7 +176,7 @@ def list_studies(storage: str | None = None, root: str | Path = studies.ROOT) ->
     out = []
     for url in urls:
         try:
-            st = studies.open_storage(url, None, create=False)
+            st = store.open_storage(url, None, create=False)
             found = optuna.get_all_study_summaries(st, include_best_trial=False)
         except StudyError as e:
             if storage:
@@ -188,5 +189,5 @@ def list_studies(storage: str | None = None, root: str | Path = studies.ROOT) ->
             summary = summarize(study, url, top=0)
             out.append({k: summary[k] for k in ("study", "dataset", "n_trials", "states", "last_activity")}
                        | {"best_dev_error": summary["best"]["value"] if summary["best"] else None,
-                          "storage": studies.mask_url(url)})
+                          "storage": store.mask_url(url)})
     return out

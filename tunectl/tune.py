@@ -28,6 +28,8 @@ from tunectl.numbers import clean
 from tunectl.errors import RunError, StudyError, TunectlError
 from tunectl.results import ATTR, quiet_optuna
 from tunectl.space import Space, parse_space, suggest, trial_config
+from tunectl import files
+from tunectl import storage as store
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("hyperband", "halving", "median", "none")
@@ -50,7 +52,7 @@ class TuneSettings:
     sampler: str | None = None  # None: the study's own when resuming, else tpe
     pruner: str | None = None  # None: the study's own when resuming, else hyperband
     seed: int = 0
-    heartbeat: int = studies.DEFAULT_HEARTBEAT
+    heartbeat: int = store.DEFAULT_HEARTBEAT
     keep: int = KEEP_CHECKPOINTS
     base: dict[str, Any] = field(default_factory=dict)  # TrainConfig values under the space (model, init_from)
     device: str | None = None
@@ -179,11 +181,11 @@ def check_settings(settings: TuneSettings) -> None:
         raise TunectlError(f"keep {settings.keep}: must be 0 or more")
     if settings.artifacts and Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
         raise TunectlError(f"--artifacts {settings.artifacts}: is a file; give a folder (it is made if missing)")
-    studies.check_url(settings.storage_url)
+    store.check_url(settings.storage_url)
     if settings.storage_url.startswith("sqlite:///"):
-        path = studies.sqlite_path(settings.storage_url)
+        path = store.sqlite_path(settings.storage_url)
         if path.exists():  # an empty or damaged study file is refused before anything is written
-            studies.check_sqlite(path)
+            store.check_sqlite(path)
     studies.check_owner(settings.folder, settings.study)
     from tunectl.train import check_device
 
@@ -230,13 +232,13 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     study, storage, created = None, None, False
     try:
         studies.claim_folder(folder, settings.study)
-        storage = studies.open_storage(settings.storage_url, settings.heartbeat)
+        storage = store.open_storage(settings.storage_url, settings.heartbeat)
         study, created = _create_or_join(settings, storage, record, note)
         if created:
             from tunectl.space import dump_space
 
-            studies.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
-            studies.write_json(folder / "split.json", splits.manifest)
+            files.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
+            files.write_json(folder / "split.json", splits.manifest)
     except OSError:  # a full or read-only disk while making a new study: leave no half-made one behind
         if created:
             optuna.delete_study(study_name=settings.study, storage=storage)
@@ -340,7 +342,7 @@ def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = N
     quiet_optuna()
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
         return None
-    if name not in optuna.get_all_study_names(studies.open_storage(storage, None)):
+    if name not in optuna.get_all_study_names(store.open_storage(storage, None)):
         return None
     meta = results.open_study(name, storage).user_attrs.get(ATTR)
     if meta is None:
@@ -445,7 +447,7 @@ class Objective:
         trial.set_user_attr("seconds", hist.seconds)
         folder = s.folder / "trials" / str(trial.number)
         folder.mkdir(parents=True, exist_ok=True)
-        studies.write_json(folder / "curve.json", curve)
+        files.write_json(folder / "curve.json", curve)
         if hist.status == "diverged":
             trial.set_user_attr("reason", "diverged")
             raise optuna.TrialPruned("diverged")
@@ -524,8 +526,8 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
         import torch
 
         torch.set_num_threads(threads)
-    storage = studies.open_storage(settings.storage_url, settings.heartbeat)
-    shared = studies.is_server(settings.storage_url)  # other machines' workers may be on it too
+    storage = store.open_storage(settings.storage_url, settings.heartbeat)
+    shared = store.is_server(settings.storage_url)  # other machines' workers may be on it too
     study = optuna.load_study(study_name=settings.study, storage=storage,
                               pruner=make_pruner(settings.pruner, settings.space.epochs))
     # a seeded sampler restarts its random stream in every process: offset the seed by the trials the

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from tunectl import studies
 from tunectl.errors import RunError, StorageError
+from tunectl import storage as store
 
 
 class Stop:
@@ -110,10 +110,10 @@ def run_trials(study: optuna.Study, objective: Callable, gate: Gate, n_trials: i
             try:
                 study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
             except Exception as e:  # noqa: BLE001 - Optuna could not record a trial: say why the storage failed
-                cause = studies.storage_cause(e)
+                cause = store.storage_cause(e)
                 if cause is None:
                     raise
-                raise StorageError(f"the study storage failed: {studies.mask_text(studies.storage_error(cause), storage_url)}"
+                raise StorageError(f"the study storage failed: {store.mask_text(store.storage_error(cause), storage_url)}"
                                    f"; free disk space or check the database server, then resume") from None
 
 
@@ -218,7 +218,7 @@ def _stop_workers(procs, study: str, storage_url: str) -> None:
 
 def _fail_orphans(pids: set[int], name: str, storage_url: str) -> None:
     """Trials still RUNNING under a worker we just stopped are failed now, not left for the heartbeat."""
-    storage = studies.open_storage(storage_url, None)
+    storage = store.open_storage(storage_url, None)
     study = optuna.load_study(study_name=name, storage=storage)
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
