@@ -13,7 +13,7 @@ default search the epochs it needed to match random search's best at the largest
 Target: the default matches random@400 within <= 160 epochs (2.5x less compute), median over seeds.
 
 Everything counted is epochs, not seconds: the result does not depend on the machine's load, and
-the searches may run side by side (--procs). Trials use tune.Objective, the very objective of
+the searches may run side by side (--procs). Trials use objective.Objective, the very objective of
 `tunectl tune`, on an in-memory Optuna storage.
 
     python bench/search_efficiency.py [--dataset digits|mnist|all] [--quick] [--seeds 3] [--procs 2]
@@ -48,6 +48,7 @@ def search(task: dict) -> dict:
     import torch
 
     from tunectl import tune
+    from tunectl.objective import Objective
     from tunectl.data import DataSettings, load_splits
     from tunectl.results import quiet_optuna
     from tunectl.space import load_space
@@ -73,7 +74,7 @@ def search(task: dict) -> dict:
                 study.stop()
 
         start = time.time()
-        study.optimize(tune.Objective(settings, splits, "cpu"), callbacks=[spend], catch=(Exception,),
+        study.optimize(Objective(settings, splits, tune.base_config(settings), "cpu"), callbacks=[spend], catch=(Exception,),
                        gc_after_trial=False)
     return {**{k: task[k] for k in ("name", "method", "seed")}, "log": log, "seconds": time.time() - start}
 

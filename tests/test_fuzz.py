@@ -26,7 +26,7 @@ from tunectl import config as C
 from tunectl.config import FIELD_NAMES, FIELD_TYPES, TrainConfig
 from tunectl.errors import ConfigError, SpaceError, TunectlError
 from tunectl.space import Space, dump_space, load_space, parse_space, suggest, trial_config
-from tunectl.tune import parse_timeout
+from tunectl.workers import parse_timeout
 
 FUZZ = settings(max_examples=200, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -24,7 +24,8 @@ from tunectl import data as data_module
 from tunectl.cli import app
 from tunectl.errors import SpaceError, TunectlError
 from tunectl.space import load_space
-from tunectl.tune import TuneSettings, grid, parse_timeout, prepare, study_data
+from tunectl.tune import TuneSettings, grid, prepare, study_data
+from tunectl.workers import parse_timeout
 from tunectl.results import checkpoint_path, open_study, trial_record
 
 DESIGN_KEYS = {"study", "storage", "n_trials", "states", "best", "epochs_used"}

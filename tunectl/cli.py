@@ -149,7 +149,8 @@ def tune(
         from tunectl import storage as store
         from tunectl.report import TuneDisplay, leaderboard
         from tunectl.results import summary_json
-        from tunectl.tune import parse_timeout, run_study, settings_for
+        from tunectl.tune import run_study, settings_for
+        from tunectl.workers import parse_timeout
 
         settings = settings_for(
             space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed), study, storage, model,

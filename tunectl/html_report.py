@@ -1,13 +1,11 @@
 """The morning report: one self-contained HTML file that tells a study's whole story.
 
-DESIGN.md puts the HTML report in report.py; it lives here instead because report.py is
-the terminal (rich) renderer and the two share nothing but number formatting (`fmt`,
-imported from report.py so that `tunectl show` and this file print the same digits).
-
-Input is plain data (tune.summarize(), tune.importances(), a diagnosis dict, the
-evaluations list) plus the Optuna study, which Optuna's own matplotlib visualizations
-need. Figures are PNGs embedded as data URIs, so the file opens anywhere without a
-network; every piece of text goes through html.escape.
+`gather` collects plain data first (results.summarize, results.importances, the best trial's
+diagnosis, the evaluations record) plus the Optuna study, which Optuna's own matplotlib
+visualizations need; `render` then draws. Number formatting is shared with the terminal
+(report.fmt, report.duration), so `tunectl show` and this file print the same digits.
+Figures are PNGs embedded as data URIs, so the file opens anywhere without a network;
+every piece of text goes through html.escape.
 """
 
 from __future__ import annotations
@@ -344,14 +342,12 @@ def load_evaluations(folder: Path) -> tuple[list[dict[str, Any]], str | None]:
         return [], f"{e}: the record of test-set looks is damaged"
 
 
-def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | None = None,
-           diagnosis: dict[str, Any] | None = None, diagnosis_missing: str | None = None,
-           evaluations: list[dict[str, Any]] | None = None, evaluations_problem: str | None = None,
-           records: list[dict[str, Any]] | None = None, verdicts: dict[int, str] | None = None) -> str:
-    """The whole report as one HTML string. `study` is the optuna.Study (for Optuna's plots only)."""
+def render(g: dict[str, Any]) -> str:
+    """The whole report as one HTML string, drawn from what `gather` collected (nothing is read here
+    but the optuna.Study that Optuna's own plots take)."""
     import optuna.visualization.matplotlib as ov
 
-    s = summary
+    s, study, importances, records = g["summary"], g["study"], g["importances"], g["records"]
     unit = "RMSE" if s.get("task") == "regression" else "error rate"
     n_complete = s["states"]["COMPLETE"]
     target = {"target_name": f"dev {unit}"}
@@ -367,8 +363,8 @@ def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | 
     no_importances = (f"Importances need at least 5 complete trials; this study has {n_complete}." if n_complete < 5
                       else "Optuna could not compute importances for this study.")
     parts = [
-        _glance(s, records or []),
-        _leaderboard(s, verdicts or {}),
+        _glance(s, records),
+        _leaderboard(s, g["verdicts"]),
         _best(s),
         _figure("history", "Optimization history",
                 "Dev error of each complete trial in the order they ran, and the best so far.",
@@ -393,8 +389,8 @@ def render(summary: dict[str, Any], study: Any, importances: dict[str, float] | 
                 "Train and dev error after each epoch; the dotted line marks the epoch whose weights were kept.",
                 (lambda: _curves_png(board, unit)) if board else None,
                 "No complete trial with a recorded curve yet."),
-        _diagnosis(s, diagnosis, diagnosis_missing, unit),
-        _evaluations(evaluations, evaluations_problem),
+        _diagnosis(s, g["diagnosis"], g["diagnosis_missing"], unit),
+        _evaluations(g["evaluations"], g["evaluations_problem"]),
     ]
     if n_complete == 0:
         parts.insert(0, _note(f"This study has no complete trial yet ({s['n_trials']} trials: pruned "
@@ -432,27 +428,36 @@ def _diagnose_best(record: dict[str, Any] | None, meta: dict[str, Any], study: s
         return None, f"No diagnosis: {err}"
 
 
-def report_study(name: str, storage: str | None = None, root: Path | str = studies.ROOT,
-                 out: Path | str | None = None) -> Path:
-    """Gather everything about study `name` (plain data from tune.py), render it, write it atomically."""
-    from tunectl.diagnose import check_out_file, study_verdicts
+def gather(name: str, storage: str | None = None, root: Path | str = studies.ROOT) -> dict[str, Any]:
+    """Everything the report shows about study `name`, as plain data (read through results.py and
+    diagnose.py), plus the optuna.Study for Optuna's own plots."""
+    from tunectl.diagnose import study_verdicts
     from tunectl.results import ATTR, importances, open_study, summarize, trial_record
 
-    if out is not None:  # a folder (or a path under a file) is bad input: refused before the study is read
-        check_out_file(out, "--out", "report.html")
     study = open_study(name, storage, root)
     summary = summarize(study, storage or studies.default_storage_url(name, Path(root)))
     records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
     best = summary["best"]["number"] if summary["best"] else None
     meta = study.user_attrs.get(ATTR, {})
     diagnosis, missing = _diagnose_best(next((r for r in records if r["number"] == best), None), meta, name)
-    verdicts = study_verdicts(summary["leaderboard"], meta)  # the column `tunectl show` prints
-    folder = studies.study_dir(name, Path(root))
-    evaluations, problem = load_evaluations(folder)
+    evaluations, problem = load_evaluations(studies.study_dir(name, Path(root)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's notes on few trials per regime: the report says how many there are
         imp = importances(study)
-    text = render(summary, study, imp, diagnosis, missing, evaluations, problem, records, verdicts)
-    path = Path(out) if out else folder / "report.html"
+    return {"summary": summary, "study": study, "importances": imp, "records": records,
+            "verdicts": study_verdicts(summary["leaderboard"], meta),  # the column `tunectl show` prints
+            "diagnosis": diagnosis, "diagnosis_missing": missing, "evaluations": evaluations,
+            "evaluations_problem": problem}
+
+
+def report_study(name: str, storage: str | None = None, root: Path | str = studies.ROOT,
+                 out: Path | str | None = None) -> Path:
+    """`tunectl report`: gather, render, write atomically (studies/<study>/report.html by default)."""
+    from tunectl.diagnose import check_out_file
+
+    if out is not None:  # a folder (or a path under a file) is bad input: refused before the study is read
+        check_out_file(out, "--out", "report.html")
+    text = render(gather(name, storage, root))
+    path = Path(out) if out else studies.study_dir(name, Path(root)) / "report.html"
     check_out_file(path, "--out", "report.html")
     return write_report(path, text)

@@ -9,10 +9,8 @@ is never loaded here.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
-import socket
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -20,14 +18,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from tunectl import results, studies, workers
+from tunectl import objective, results, studies, workers
 from tunectl.config import TrainConfig, from_dict
-from tunectl.numbers import clean
 from tunectl.errors import RunError, StudyError, TunectlError
 from tunectl.results import ATTR, quiet_optuna
-from tunectl.space import Space, parse_space, suggest, trial_config
+from tunectl.space import Space, parse_space, trial_config
 from tunectl import files
 from tunectl import storage as store
 
@@ -35,7 +32,6 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("hyperband", "halving", "median", "none")
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 MAX_HEARTBEAT = 3600
-MAX_CONSECUTIVE_FAILURES = 10  # that many failures in a row is a misconfiguration, not bad luck
 KEEP_CHECKPOINTS = 3
 
 
@@ -69,31 +65,6 @@ class TuneSettings:
     @property
     def artifact_dir(self) -> Path:
         return Path(self.artifacts) if self.artifacts else self.folder / "artifacts"
-
-
-def parse_timeout(text: str | None) -> float | None:
-    """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
-    if text is None:
-        return None
-    s = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    total, num = 0.0, ""
-    try:
-        for ch in s:
-            if ch.isdigit() or ch == ".":
-                num += ch
-            elif ch in units and num:
-                total += float(num) * units[ch]
-                num = ""
-            else:
-                raise ValueError
-        if num:
-            total += float(num)
-    except ValueError:
-        total = -1
-    if not s or total <= 0 or not math.isfinite(total):
-        raise TunectlError(f"--timeout {text!r}: use a duration like 90s, 30m, 8h or 1h30m")
-    return total
 
 
 # ----------------------------------------------------------------------------- samplers and pruners
@@ -157,7 +128,8 @@ def study_data(settings: TuneSettings):
     return load_splits(DataSettings.from_dict(settings.data), include_test=False)
 
 
-def _base_config(settings: TuneSettings) -> TrainConfig:
+def base_config(settings: TuneSettings) -> TrainConfig:
+    """The TrainConfig under the space: the defaults, the study seed, and --model / --init-from."""
     values = {"model": settings.space.model or "mlp", "seed": settings.seed, **settings.base}
     return from_dict(values)
 
@@ -196,7 +168,7 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     """Validate everything, then create or resume the study. Nothing is written before validation passes."""
     quiet_optuna()
     check_settings(settings)
-    base = _base_config(settings)
+    base = base_config(settings)
     splits = study_data(settings)  # data errors surface before any file is made
     fixed = trial_config(settings.space, {}, base)  # the fixed values must make a valid config
     from tunectl.train import check
@@ -389,135 +361,6 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-class Objective:
-    def __init__(self, settings: TuneSettings, splits, device=None, on_start: Callable[[], None] = lambda: None):
-        self.settings, self.splits, self.device, self.on_start = settings, splits, device, on_start
-        self.base = _base_config(settings)
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        curve: list[dict[str, float]] = []
-        try:
-            return self._run(trial, curve)
-        except KeyboardInterrupt:
-            trial.set_user_attr("reason", "interrupted")
-            trial.set_user_attr("curve", curve)
-            raise
-        except optuna.TrialPruned:
-            raise
-        except Exception as e:  # noqa: BLE001 - recorded with its message, and the study goes on
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            trial.set_user_attr("reason", f"failed: {type(e).__name__}: {msg}"[:500])
-            trial.set_user_attr("curve", curve)
-            raise
-
-    def _run(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> float:
-        from tunectl.train import fit
-
-        s = self.settings
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        self.on_start()  # the trial is RUNNING and signed: other workers may count it and start theirs
-        # a retried trial (its worker died) carries the number of the original in system attrs
-        me = next(t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number == trial.number)
-        retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number(me)
-        if retried is not None:
-            trial.set_user_attr("retry_of", retried)
-        workers.check_stop()  # a stop asked while Optuna created this trial: record it as interrupted
-        chosen = suggest(trial, s.space)
-        cfg = trial_config(s.space, chosen, self.base)
-        trial.set_user_attr("params", chosen)
-        trial.set_user_attr("config", cfg.to_dict())
-        pruned_at: list[int] = []
-
-        def on_epoch(epoch: int, m: dict[str, float]) -> bool:
-            curve.append(clean(m))
-            if not math.isfinite(m["dev_error"]):
-                return True
-            trial.report(m["dev_error"], epoch)
-            if trial.should_prune():
-                pruned_at.append(epoch)
-                return True
-            return False
-
-        hist = fit(cfg, self.splits, on_epoch=on_epoch, on_batch=workers.check_stop, device=self.device)
-        trial.set_user_attr("curve", curve)
-        trial.set_user_attr("train_error", clean(hist.train_error))
-        trial.set_user_attr("dev_error", clean(hist.dev_error))
-        trial.set_user_attr("best_epoch", hist.best_epoch)
-        trial.set_user_attr("epochs_run", hist.epochs_run)
-        trial.set_user_attr("seconds", hist.seconds)
-        folder = s.folder / "trials" / str(trial.number)
-        folder.mkdir(parents=True, exist_ok=True)
-        files.write_json(folder / "curve.json", curve)
-        if hist.status == "diverged":
-            trial.set_user_attr("reason", "diverged")
-            raise optuna.TrialPruned("diverged")
-        if pruned_at:
-            trial.set_user_attr("reason", f"pruned at epoch {pruned_at[0]}")
-            raise optuna.TrialPruned(f"pruned at epoch {pruned_at[0]}")
-        trial.set_user_attr("reason", "complete" if hist.status == "complete" else hist.status)
-        self._keep_best(trial, hist)
-        return hist.dev_error
-
-    def _keep_best(self, trial: optuna.Trial, hist) -> None:
-        """Keep the weights of the best few trials only, in Optuna's artifact store.
-
-        The store is a folder: the study's artifacts/, or --artifacts (a path every worker
-        mounts). A trial keeps its file while it is among the best `keep` complete trials;
-        whichever worker finishes a better one removes the superseded files. Trial user
-        attrs: "artifact" (the id) and "checkpoint" (the file, see checkpoint_path).
-        """
-        import tempfile
-
-        from optuna.artifacts import upload_artifact
-        from optuna.artifacts.exceptions import ArtifactNotFound
-        from tunectl.models import save_checkpoint
-
-        s = self.settings
-        done = [(t.value, t.number, t.user_attrs.get("artifact"))
-                for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        ranked = sorted([*((v, n) for v, n, _ in done), (hist.dev_error, trial.number)])[: s.keep]
-        keep = {n for _, n in ranked}
-        store = studies.artifact_store(s.artifact_dir)
-        if trial.number in keep and hist.model is not None:
-            with tempfile.TemporaryDirectory(prefix="tunectl-") as tmp:
-                path = Path(tmp) / "model.pt"  # the name Optuna records (and the dashboard offers)
-                save_checkpoint(path, hist.checkpoint({"data": s.data, "trial": trial.number,
-                                                       "manifest": self.splits.manifest}))
-                artifact = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
-            trial.set_user_attr("artifact", artifact)
-            trial.set_user_attr("checkpoint", _checkpoint_ref(s, artifact))
-        for _, number, artifact in done:
-            if artifact and number not in keep:
-                try:
-                    store.remove(artifact)
-                except ArtifactNotFound:  # removed before, by this or another worker
-                    pass
-
-
-def _checkpoint_ref(settings: TuneSettings, artifact: str) -> str:
-    """The stored file, relative to the study folder when inside it, else absolute (a shared --artifacts)."""
-    path = (settings.artifact_dir / artifact).resolve()
-    try:
-        return str(path.relative_to(settings.folder.resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _stop_after_failures(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Ten failures in a row (by error, not by a killed worker) stop the study."""
-    if trial.state != TrialState.FAIL:
-        return
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    last = finished[-MAX_CONSECUTIVE_FAILURES:]
-    # a worker that died leaves no reason (it is retried); an interrupted one says so
-    if len(last) == MAX_CONSECUTIVE_FAILURES and all(
-        t.state == TrialState.FAIL and str(t.user_attrs.get("reason", "")).startswith("failed") for t in last
-    ):
-        study.set_user_attr("aborted", f"{MAX_CONSECUTIVE_FAILURES} trials failed in a row; the last: "
-                                       f"{trial.user_attrs.get('reason', 'failed')}")
-        study.stop()
-
-
 def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] | None = None,
          splits=None, threads: int | None = None) -> None:
     """One worker: run trials until the trial target, the timeout, a stop, or an interrupt."""
@@ -543,12 +386,12 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
                              f"give it the same data set and --split")
     optuna.storages.fail_stale_trials(study)  # a crashed worker's trial: failed now, retried below
     workers.fail_unstarted(study, storage, 3 * settings.heartbeat if settings.heartbeat else None)
-    callbacks = [_stop_after_failures, workers.stop_between_trials]
+    callbacks = [objective.stop_after_failures, workers.stop_between_trials]
     if on_trial is not None:
         callbacks.append(lambda study, trial: on_trial())
     gate = workers.Gate(settings.folder / ".trials.lock")
-    objective = Objective(settings, splits, settings.device, on_start=gate.release)
-    workers.run_trials(study, objective, gate, settings.n_trials, settings.timeout, callbacks, settings.storage_url)
+    run = objective.Objective(settings, splits, base_config(settings), settings.device, on_start=gate.release)
+    workers.run_trials(study, run, gate, settings.n_trials, settings.timeout, callbacks, settings.storage_url)
 
 
 def worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> None:

@@ -9,6 +9,7 @@ objective and the study.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from tunectl.errors import RunError, StorageError
+from tunectl.errors import RunError, StorageError, TunectlError
 from tunectl import storage as store
 
 
@@ -87,6 +88,31 @@ class Gate:
 
 def _started(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+
+
+def parse_timeout(text: str | None) -> float | None:
+    """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
+    if text is None:
+        return None
+    s = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    total, num = 0.0, ""
+    try:
+        for ch in s:
+            if ch.isdigit() or ch == ".":
+                num += ch
+            elif ch in units and num:
+                total += float(num) * units[ch]
+                num = ""
+            else:
+                raise ValueError
+        if num:
+            total += float(num)
+    except ValueError:
+        total = -1
+    if not s or total <= 0 or not math.isfinite(total):
+        raise TunectlError(f"--timeout {text!r}: use a duration like 90s, 30m, 8h or 1h30m")
+    return total
 
 
 def run_trials(study: optuna.Study, objective: Callable, gate: Gate, n_trials: int | None, timeout: float | None,
