@@ -89,9 +89,6 @@ def train(
         from tunectl.data import DataSettings
         from tunectl.report import TrainDisplay, train_summary
 
-        from tunectl.train import check_device
-
-        check_device(device)  # an unknown or absent device: one line before a params file or data are read
         values, data = runs.read_params(params) if params else ({}, DataSettings())
         given = {"model": model, "epochs": epochs, "seed": seed,
                  "init_from": str(init_from or weights) if (init_from or weights) else None}

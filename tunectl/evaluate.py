@@ -43,7 +43,7 @@ class Chosen:
 
 def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT, storage: str | None = None) -> Chosen:
     """The study's best complete trial, or trial `trial` (which must be complete)."""
-    from tunectl.results import ATTR, checkpoint_path, open_study, trial_record
+    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_record
 
     st = open_study(study, storage, root)
     meta = st.user_attrs.get(ATTR)
@@ -51,21 +51,9 @@ def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT
         raise StudyError(f"study '{study}' was not made by tunectl; evaluate a study from `tunectl studies`")
     folder = studies.study_dir(study, Path(root))
     records = [trial_record(t) for t in st.get_trials(deepcopy=False)]
+    record = pick_trial(records, study, trial, complete=True)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
-    if not complete:
-        raise StudyError(f"study '{study}' has no complete trial yet; run `tunectl tune --study {study}` first")
-    if trial is None:
-        record = complete[0]
-    else:
-        found = [r for r in records if r["number"] == trial]
-        if not found:
-            raise StudyError(f"study '{study}' has no trial {trial}; its trials are 0..{len(records) - 1} "
-                             f"(see `tunectl show {study}`)")
-        record = found[0]
-        if record["state"] != "COMPLETE":
-            raise StudyError(f"trial {trial} of '{study}' is {record['state'].lower()} ({record['reason']}); "
-                             f"choose a complete trial, e.g. the best: --trial {complete[0]['number']}")
     return Chosen(study, folder, meta, record, kept)
 
 

@@ -60,18 +60,25 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None) -> dict[str, Any]:
-    """The trial a command works on: `number`, or the best complete one. One rule for every command."""
+def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None,
+               complete: bool = False) -> dict[str, Any]:
+    """The trial a command works on: `number`, or the best complete one (the lowest dev error, then
+    the earliest). With `complete`, a chosen trial that did not complete is refused. One rule for
+    `diagnose`, `evaluate`, `export` and the report."""
+    done = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     if number is None:
-        complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
-        if not complete:
+        if not done:
             raise StudyError(f"study '{study}' has no complete trial yet; let it run (`tunectl tune --study {study}`), "
                              f"or pick one with --trial N")
-        return complete[0]
+        return done[0]
     record = next((r for r in records if r["number"] == number), None)
     if record is None:
-        raise StudyError(f"study '{study}' has no trial {number}; its trials are 0-{len(records) - 1}"
-                         if records else f"study '{study}' has no trials yet")
+        raise StudyError(f"study '{study}' has no trial {number}; its trials are 0-{len(records) - 1} "
+                         f"(see `tunectl show {study}`)" if records else f"study '{study}' has no trials yet")
+    if complete and record["state"] != "COMPLETE":
+        best = f"e.g. the best: --trial {done[0]['number']}" if done else "none has completed yet"
+        raise StudyError(f"trial {number} of '{study}' is {record['state'].lower()} ({record['reason']}); "
+                         f"choose a complete trial, {best}")
     return record
 
 

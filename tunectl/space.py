@@ -309,13 +309,14 @@ def suggest(trial: Any, space: Space) -> dict[str, Any]:
 
 
 def _suggest_one(trial: Any, name: str, spec: dict[str, Any]) -> Any:
-    if spec["type"] == "categorical":
-        return trial.suggest_categorical(name, spec["choices"])
-    if spec["type"] == "int":
-        return trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False))
-    if spec.get("one_minus"):
-        return trial.suggest_float(name, 1 - spec["high"], 1 - spec["low"], log=True)
-    return trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"), log=spec.get("log", False))
+    """Ask Optuna for one value of the distribution the spec makes (_distribution is the one place
+    that turns a spec into a range: int, float, log, step, one_minus, categorical)."""
+    d = _distribution(spec)
+    if isinstance(d, CategoricalDistribution):
+        return trial.suggest_categorical(name, d.choices)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
 
 
 def trial_config(space: Space, chosen: dict[str, Any], base: TrainConfig) -> TrainConfig:

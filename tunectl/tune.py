@@ -1,9 +1,8 @@
-"""Running a study: its settings, sampler and pruner, its creation or resumption, and the objective.
+"""Running a study: its settings, sampler and pruner, its creation or resumption, and its run to the end.
 
-One trial = one `train.fit` call. Each epoch's dev error is reported to Optuna, whose
-pruner (Hyperband by default) may stop the trial. How trials are run by processes and
-stopped by signals is `workers.py`; reading a study back is `results.py`. The test split
-is never loaded here.
+What one trial does is `objective.py`; how trials are run by processes and stopped by
+signals is `workers.py`; reading a study back is `results.py`. The test split is never
+loaded here.
 """
 
 from __future__ import annotations
