@@ -1,4 +1,8 @@
-"""Shared fixtures: small real data sets, and writers for the on-disk formats the loaders read.
+"""Shared helpers and fixtures: the CLI in process, small real data sets, one tiny real study,
+and writers for the on-disk formats the loaders read.
+
+`invoke` and `ok_json` are plain functions (`from conftest import invoke, ok_json`): they are
+called inside fixtures of any scope and in helpers, where a fixture could not be asked for.
 
 The writers produce the *real* formats (MNIST idx, CIFAR-10 pickle batches, ImageFolder
 PNGs, CSV, npz) in `tmp_path`, tiny, so the loaders are tested against what a download
@@ -8,12 +12,16 @@ or a user's folder would really hold.
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from tunectl.sources import DataSpec, load_dataset
 from tunectl.data import make_splits
@@ -28,6 +36,34 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+# ----------------------------------------------------------------------------- the CLI, in process
+
+
+def invoke(*args: Any, env: dict[str, str] | None = None, cwd: str | Path | None = None):
+    """Run `tunectl ARGS...` in this process with Typer's CliRunner (each argument str()-ed).
+
+    env: variables set for the command only, e.g. {"COLUMNS": "200"} so rich tables print
+    names whole (CliRunner's output is no terminal: rich draws 80 columns otherwise);
+    cwd: the working folder for the command, the old one restored after.
+    """
+    from tunectl.cli import app  # here, not at the top: conftest is imported before any test runs
+
+    if cwd is None:
+        return CliRunner().invoke(app, [str(a) for a in args], env=env)
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args], env=env)
+    finally:
+        os.chdir(old)
+
+
+def ok_json(result) -> Any:
+    """The JSON a `--json` command printed, once it exited 0 (stdout holds the JSON and nothing else)."""
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
+    return json.loads(result.stdout)
 
 
 # ----------------------------------------------------------------------------- real, small data sets
@@ -62,6 +98,52 @@ def wine():
 @pytest.fixture(scope="session")
 def diabetes():
     return make_splits(load_dataset(DataSpec("diabetes")))
+
+
+# ----------------------------------------------------------------------------- one tiny real study
+
+TINY_SPACE = """\
+model: mlp
+dataset: digits
+epochs: 2
+params:
+  lr:    {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  width: {type: int, low: 2, high: 4}
+fixed:
+  depth: 1
+"""
+TINY_TRIALS = 3
+
+
+class TinyStudy:
+    """A finished study: `root` holds it (as --root), `name` names it, `space` is the space file
+    it was tuned from, `tuned` what `tune --json` printed."""
+
+    def __init__(self, root: Path, name: str, space: Path, tuned: dict[str, Any]):
+        self.root, self.name, self.space, self.tuned = root, name, space, tuned
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.name
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> TinyStudy:
+    """`tunectl tune` of 3 trials of 2 epochs on digits (mlp, one hidden layer of 2-4 units: every
+    trial has high bias), no pruning, once for the whole test run. The study is named from the
+    data set and the space file, digits-tiny; all three trials keep their weights.
+
+    Shared by every test that asks for it: READ it only. A test that changes a study (tunes more,
+    evaluates, edits a file) copies it first: shutil.copytree(tiny_study.root, tmp_path / "studies").
+    """
+    tmp = tmp_path_factory.mktemp("tiny-study")
+    space = tmp / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    root = tmp / "studies"
+    tuned = ok_json(invoke("tune", "--space", space, "--root", root, "--trials", TINY_TRIALS, "--pruner", "none",
+                           "--device", "cpu", "--json", cwd=tmp))  # anything relative stays in tmp
+    assert tuned["states"]["COMPLETE"] == TINY_TRIALS, tuned["states"]
+    return TinyStudy(root, tuned["study"], space, tuned)
 
 
 # ----------------------------------------------------------------------------- on-disk formats

@@ -1,10 +1,9 @@
 """A storage server lost in the middle of a command: one masked line and exit 1, no traceback."""
 
 import sqlalchemy.exc
-from typer.testing import CliRunner
 
+from conftest import invoke
 from tunectl import results
-from tunectl.cli import app
 
 
 def test_a_database_error_mid_command_is_one_masked_line(monkeypatch, tmp_path):
@@ -13,7 +12,7 @@ def test_a_database_error_mid_command_is_one_masked_line(monkeypatch, tmp_path):
             "SELECT 1", {}, Exception("server closed the connection: postgresql://u:s3cret@db:5432/x\nmore"))
 
     monkeypatch.setattr(results, "open_study", lost)
-    result = CliRunner().invoke(app, ["show", "night1", "--root", str(tmp_path)])
+    result = invoke("show", "night1", "--root", tmp_path)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: the study storage failed")

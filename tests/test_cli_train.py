@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from tunectl.cli import app
+from conftest import invoke, ok_json
 from tunectl.data import DataSettings, load_splits, same_split
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate
@@ -22,21 +21,12 @@ JSON_KEYS = {"train_error", "dev_error", "epochs", "epoch_seconds", "history", "
 ROW_KEYS = {"epoch", "train_loss", "train_error", "dev_loss", "dev_error"}
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def parse_json(result) -> dict:
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return json.loads(result.stdout)  # stdout holds the JSON and nothing else
-
-
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "digits-run"
     result = invoke("train", "--dataset", "digits", "--epochs", "3", "--set", "width=32", "--device", "cpu",
                     "--json", "--out", out)
-    return parse_json(result), out
+    return ok_json(result), out
 
 
 def test_train_json_has_the_design_keys(digits_run):
@@ -76,8 +66,8 @@ def test_train_writes_the_run_folder(digits_run):
 
 def test_params_file_reproduces_the_run(digits_run, tmp_path):
     doc, out = digits_run
-    again = parse_json(invoke("train", "--params", out / "config.yaml", "--device", "cpu", "--json",
-                              "--out", tmp_path / "again"))
+    again = ok_json(invoke("train", "--params", out / "config.yaml", "--device", "cpu", "--json",
+                           "--out", tmp_path / "again"))
     assert again["dev_error"] == doc["dev_error"] and again["train_error"] == doc["train_error"]
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(again["history"]) == strip(doc["history"])
@@ -87,21 +77,21 @@ def test_params_file_reproduces_the_run(digits_run, tmp_path):
 
 def test_flags_override_the_params_file(digits_run, tmp_path):
     _, out = digits_run
-    doc = parse_json(invoke("train", "--params", out / "config.yaml", "--epochs", "1", "--set", "width=8",
-                            "--json", "--out", tmp_path / "r"))
+    doc = ok_json(invoke("train", "--params", out / "config.yaml", "--epochs", "1", "--set", "width=8",
+                         "--json", "--out", tmp_path / "r"))
     assert doc["epochs"] == 1
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["width"] == 8
 
 
 def test_acceptance_digits_20_epochs_defaults(tmp_path):
     """The issue's acceptance check: `tunectl train --dataset digits --epochs 20 --json` -> dev_error < 0.05."""
-    doc = parse_json(invoke("train", "--dataset", "digits", "--epochs", "20", "--json", "--out", tmp_path / "run"))
+    doc = ok_json(invoke("train", "--dataset", "digits", "--epochs", "20", "--json", "--out", tmp_path / "run"))
     assert doc["epochs"] == 20 and doc["dev_error"] < 0.05, doc["dev_error"]
 
 
 def test_default_run_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    doc = parse_json(invoke("train", "--dataset", "iris", "--epochs", "1", "--json"))
+    doc = ok_json(invoke("train", "--dataset", "iris", "--epochs", "1", "--json"))
     out = Path(doc["out"])
     assert out.parent == Path("studies/runs") and out.name.startswith("iris-mlp-")
     assert RUN_FILES <= {p.name for p in (tmp_path / out).iterdir()}
@@ -114,8 +104,8 @@ def test_human_output(tmp_path):
 
 
 def test_split_and_train_fraction_reach_the_manifest(tmp_path):
-    doc = parse_json(invoke("train", "--dataset", "digits", "--epochs", "1", "--split", "0.8,0.1,0.1",
-                            "--train-fraction", "0.5", "--json", "--out", tmp_path / "r"))
+    doc = ok_json(invoke("train", "--dataset", "digits", "--epochs", "1", "--split", "0.8,0.1,0.1",
+                         "--train-fraction", "0.5", "--json", "--out", tmp_path / "r"))
     manifest = json.loads((Path(doc["out"]) / "split.json").read_text())
     assert manifest["sizes"] == {"train": 1437, "dev": 180, "test": 180}
     assert manifest["train_used"] == round(0.5 * 1437) and manifest["ratios"] == [0.8, 0.1, 0.1]
@@ -124,8 +114,8 @@ def test_split_and_train_fraction_reach_the_manifest(tmp_path):
 def test_csv_regression_through_the_cli(tmp_path):
     rows = ["a,b,price"] + [f"{i % 7},{i % 5},{3 * (i % 7) - 2 * (i % 5) + 0.5}" for i in range(100)]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
-    doc = parse_json(invoke("train", "--dataset", f"csv:{tmp_path / 'd.csv'}", "--target", "price", "--epochs", "30",
-                            "--set", "lr=1e-2", "--set", "batch_size=16", "--json", "--out", tmp_path / "r"))
+    doc = ok_json(invoke("train", "--dataset", f"csv:{tmp_path / 'd.csv'}", "--target", "price", "--epochs", "30",
+                         "--set", "lr=1e-2", "--set", "batch_size=16", "--json", "--out", tmp_path / "r"))
     assert json.loads((tmp_path / "r" / "history.json").read_text())["task"] == "regression"
     assert doc["dev_error"] < 1.5  # RMSE in price units; the prices spread over ~20
 
@@ -133,7 +123,7 @@ def test_csv_regression_through_the_cli(tmp_path):
 def test_divergence_is_reported_not_raised(tmp_path):
     result = invoke("train", "--dataset", "diabetes", "--set", "optimizer=sgd", "--set", "lr=1e6", "--epochs", "3",
                     "--json", "--out", tmp_path / "r")
-    doc = parse_json(result)
+    doc = ok_json(result)
     assert "NaN" not in result.stdout  # valid JSON: null, not NaN
     assert doc["status"] == "diverged" and doc["dev_error"] is None and doc["history"][0]["train_loss"] is None
     assert not (tmp_path / "r" / "model.pt").exists() and (tmp_path / "r" / "history.json").exists()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import invoke
 from tunectl import data as D
 from tunectl import sources as S
 from tunectl.sources import Dataset, DataSpec, load_dataset
@@ -274,13 +275,14 @@ def test_npz_errors(tmp_path):
         (np.array(["b", "a", "c"] * 10), "multiclass", ["a", "b", "c"]),
     ],
 )
-def test_task_inference(y, task, classes):
-    yt, got_classes, got_task = S._targets(y)
-    assert got_task == task and got_classes == classes
+def test_task_inference(tmp_path, y, task, classes):
+    np.savez(tmp_path / "d.npz", x=np.zeros((len(y), 2), dtype=np.float32), y=y)  # the targets as a user saves them
+    ds = load_dataset(DataSpec(f"npz:{tmp_path / 'd.npz'}"))
+    assert ds.task == task and ds.classes == classes
     if task == "regression":
-        assert yt.dtype == torch.float32
+        assert ds.y.dtype == torch.float32
     else:
-        assert yt.dtype == torch.int64 and yt.max().item() == len(classes) - 1
+        assert ds.y.dtype == torch.int64 and ds.y.max().item() == len(classes) - 1
 
 
 def test_task_forcing():
@@ -498,11 +500,7 @@ def test_bad_train_fraction(digits_ds, fraction):
 
 def test_data_errors_are_bad_input(tmp_path):
     """A DataError reaches the user as one line and exit code 2 (bad input), not a traceback."""
-    from typer.testing import CliRunner
-
-    from tunectl.cli import app
-
-    result = CliRunner().invoke(app, ["train", "--dataset", "nope", "--out", str(tmp_path / "run")])
+    result = invoke("train", "--dataset", "nope", "--out", tmp_path / "run")
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown data set 'nope'"), result.stderr

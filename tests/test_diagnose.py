@@ -8,25 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
-from typer.testing import CliRunner
 
-from tunectl.cli import app
+from conftest import invoke, ok_json
 from tunectl.diagnose import Thresholds, curve_evidence, diagnose
 from tunectl.report import diagnosis_panel
 from tunectl.space import load_space
 
 DESIGN_KEYS = {"train_error", "dev_error", "human_error", "avoidable_bias", "variance", "diagnosis", "actions"}
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def parse_json(result) -> dict:
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return json.loads(result.stdout)
 
 
 def texts(doc: dict) -> str:
@@ -107,7 +96,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_a_tiny_network_has_high_bias(tiny_run):
-    doc = parse_json(invoke("diagnose", tiny_run, "--json"))
+    doc = ok_json(invoke("diagnose", tiny_run, "--json"))
     assert DESIGN_KEYS <= set(doc) and "data_curve" not in doc
     assert doc["diagnosis"] == "high_bias" and doc["avoidable_bias"] > 0.3
     assert doc["source"] == {"run": str(tiny_run)}
@@ -122,7 +111,7 @@ def test_a_big_unregularized_network_on_little_data_has_high_variance(tmp_path):
     r = invoke("train", "--dataset", "digits", "--set", "depth=2", "--set", "width=256", "--epochs", "10",
                "--set", "lr=3e-3", "--train-fraction", "0.1", "--device", "cpu", "--json", "--out", out)
     assert r.exit_code == 0, r.stderr
-    doc = parse_json(invoke("diagnose", out, "--json"))
+    doc = ok_json(invoke("diagnose", out, "--json"))
     assert doc["diagnosis"] == "high_variance", doc
     assert doc["train_error"] < 0.02 and doc["variance"] > 0.05
     acts = texts(doc)
@@ -130,7 +119,7 @@ def test_a_big_unregularized_network_on_little_data_has_high_variance(tmp_path):
     assert "augment none" in acts and "--data-curve" in acts
     # from a run folder, the next space is built around its config and holds the rest of it fixed
     nxt = tmp_path / "next.yaml"
-    parse_json(invoke("diagnose", out, "--next-space", nxt, "--json"))
+    ok_json(invoke("diagnose", out, "--next-space", nxt, "--json"))
     sp = load_space(nxt)
     assert sp.fixed["width"] == 256 and "depth" not in sp.fixed and sp.epochs == 10  # depth 2 is the default
     assert sp.params["dropout"] == {"type": "float", "low": 0.1, "high": 0.5}
@@ -139,7 +128,7 @@ def test_a_big_unregularized_network_on_little_data_has_high_variance(tmp_path):
 
 
 def test_the_data_curve_on_a_real_run(tiny_run):
-    doc = parse_json(invoke("diagnose", tiny_run, "--data-curve", "--device", "cpu", "--json"))
+    doc = ok_json(invoke("diagnose", tiny_run, "--data-curve", "--device", "cpu", "--json"))
     curve = doc["data_curve"]
     assert [p["fraction"] for p in curve] == [0.1, 0.25, 0.5, 1.0]
     sizes = [p["n_train"] for p in curve]
@@ -152,28 +141,12 @@ def test_the_data_curve_on_a_real_run(tiny_run):
 # ----------------------------------------------------------------------------- studies
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studies")
-    space = root / "tiny.yaml"
-    space.write_text(yaml.safe_dump({
-        "model": "mlp", "dataset": "digits", "epochs": 2,
-        "params": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
-                   "width": {"type": "int", "low": 2, "high": 4}},
-        "fixed": {"depth": 1}}))
-    r = invoke("tune", "--space", space, "--study", "tiny", "--root", root, "--trials", "2", "--pruner", "none",
-               "--device", "cpu", "--json")
-    assert r.exit_code == 0, r.stderr
-    return root, json.loads(r.stdout)
-
-
 @pytest.mark.slow
 def test_a_study_diagnosis_names_its_parameters_and_its_next_space_runs(tiny_study, tmp_path):
-    root, summary = tiny_study
-    best = summary["best"]
+    best = tiny_study.tuned["best"]
     out = tmp_path / "next.yaml"
-    doc = parse_json(invoke("diagnose", "tiny", "--root", root, "--next-space", out, "--json"))
-    assert doc["source"]["study"] == "tiny" and doc["source"]["trial"] == best["number"]
+    doc = ok_json(invoke("diagnose", tiny_study.name, "--root", tiny_study.root, "--next-space", out, "--json"))
+    assert doc["source"]["study"] == tiny_study.name and doc["source"]["trial"] == best["number"]
     assert doc["diagnosis"] == "high_bias" and doc["next_space"] == str(out)
     w = best["params"]["width"]
     assert f"width {w} → try {2 * w}–{8 * w} (searched 2–4)" in texts(doc)
@@ -182,25 +155,26 @@ def test_a_study_diagnosis_names_its_parameters_and_its_next_space_runs(tiny_stu
     assert text.startswith("# next search space") and "# width: 2–4 → " in text and "# epochs: 2 → 4" in text
     sp = load_space(out)
     assert sp.epochs == 4 and sp.params["width"]["high"] == 8 * w and "depth" in sp.params and "depth" not in sp.fixed
-    r = invoke("tune", "--space", out, "--study", "next", "--root", root, "--trials", "1", "--epochs", "1",
-               "--pruner", "none", "--device", "cpu", "--json")
+    # the next study goes under this test's own root: the shared study's root is read only
+    r = invoke("tune", "--space", out, "--study", "next", "--root", tmp_path / "studies", "--trials", "1",
+               "--epochs", "1", "--pruner", "none", "--device", "cpu", "--json")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["states"]["COMPLETE"] == 1
 
 
 @pytest.mark.slow
 def test_study_wide_verdicts_in_show_and_diagnose_all(tiny_study):
-    root, summary = tiny_study
-    doc = parse_json(invoke("diagnose", "tiny", "--root", root, "--all", "--json"))
-    assert doc["n_complete"] == 2 and doc["counts"]["high_bias"] == 2 and doc["bias_limited"] == 2
-    assert {t["number"] for t in doc["trials"]} == {0, 1}
-    shown = parse_json(invoke("show", "tiny", "--root", root, "--json"))
-    assert shown["verdicts"] == {"0": "high_bias", "1": "high_bias"}
-    table = invoke("show", "tiny", "--root", root)
+    name, root = tiny_study.name, tiny_study.root
+    doc = ok_json(invoke("diagnose", name, "--root", root, "--all", "--json"))
+    assert doc["n_complete"] == 3 and doc["counts"]["high_bias"] == 3 and doc["bias_limited"] == 3
+    assert {t["number"] for t in doc["trials"]} == {0, 1, 2}
+    shown = ok_json(invoke("show", name, "--root", root, "--json"))
+    assert shown["verdicts"] == {"0": "high_bias", "1": "high_bias", "2": "high_bias"}
+    table = invoke("show", name, "--root", root)
     assert table.exit_code == 0 and "diagnosis" in table.stdout and "bias" in table.stdout
-    one = parse_json(invoke("diagnose", "tiny", "--root", root, "--trial", "1", "--json"))
+    one = ok_json(invoke("diagnose", name, "--root", root, "--trial", "1", "--json"))
     assert one["source"]["trial"] == 1 and one["curve"] and len(one["curve"]) == 2
-    missing = invoke("diagnose", "tiny", "--trial", "99", "--root", root)
+    missing = invoke("diagnose", name, "--trial", "99", "--root", root)
     assert missing.exit_code == 2 and "has no trial 99" in missing.stderr
 
 

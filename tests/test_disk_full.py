@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from tunectl.cli import app
+from conftest import invoke
 
 SPACE = """\
 epochs: 1
@@ -33,10 +32,6 @@ fixed:
 """
 TUNE = ("tune", "--space", "space.yaml", "--dataset", "iris", "--root", "studies", "--pruner", "none", "--device", "cpu")
 ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def assert_error_line(result, code: int, message: str) -> None:

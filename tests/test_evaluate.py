@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from conftest import Planted
-from tunectl.cli import app
+from conftest import invoke, ok_json, Planted
 from tunectl.data import DataSettings, load_splits
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate
@@ -30,15 +28,6 @@ fixed:
   width: 16
 """
 N_TRIALS = 4
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ok_json(result) -> dict:
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

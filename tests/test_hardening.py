@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from tunectl.cli import app
+from conftest import invoke
 
 SPACE = """\
 epochs: 1
@@ -111,10 +110,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
     return out
 
 
-def invoke(*args) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def assert_one_line(result, code: int, message: str) -> None:
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
     lines = result.stderr.strip().splitlines()
@@ -129,19 +124,21 @@ def assert_one_line(result, code: int, message: str) -> None:
 TUNE = ("tune", "--root", "studies", "--trials", "1", "--pruner", "none")
 
 
-@pytest.fixture(scope="module")
-def base_workspace(tmp_path_factory):
-    """A workspace holding study 's' (csv:data.csv, one complete trial): what resumes are checked against."""
-    root = tmp_path_factory.mktemp("workspace")
+def tuned_workspace(root: Path) -> Path:
+    """write_workspace, then study 's' (csv:data.csv, one complete trial) tuned in it, ready to copy."""
     write_workspace(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        result = invoke(*TUNE, "--space", "space.yaml", "--dataset", "csv:data.csv", "--target", "y",
-                        "--study", "s", "--json")
+    result = invoke(*TUNE, "--space", "space.yaml", "--dataset", "csv:data.csv", "--target", "y", "--study", "s",
+                    "--json", cwd=root)
     assert result.exit_code == 0, (result.stderr, result.exception)
     with sqlite3.connect(root / "studies" / "s" / "study.db") as con:  # fold the WAL in before copying
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return root
+
+
+@pytest.fixture(scope="module")
+def base_workspace(tmp_path_factory):
+    """A workspace holding study 's' (csv:data.csv, one complete trial): what resumes are checked against."""
+    return tuned_workspace(tmp_path_factory.mktemp("workspace"))
 
 
 @pytest.fixture

@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from test_hardening import SPACE, snapshot, write_workspace
-from tunectl.cli import app
+from conftest import invoke
+from test_hardening import SPACE, snapshot, tuned_workspace
 
 TUNE = ("tune", "--root", "studies", "--trials", "1", "--pruner", "none")
 TRAIN = ("train", "--out", "run", "--epochs", "1")
 S = ("--space", "space.yaml")
-
-
-def invoke(*args, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
 
 
 def assert_one_line(result, message: str) -> str:
@@ -101,15 +95,8 @@ def write_inputs(root: Path) -> None:
 @pytest.fixture(scope="module")
 def base_workspace(tmp_path_factory):
     """The round-one workspace, the round-two inputs and study 's' (csv:data.csv, one complete trial)."""
-    root = tmp_path_factory.mktemp("workspace2")
-    write_workspace(root)
-    write_inputs(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        result = invoke(*TUNE, *S, "--dataset", "csv:data.csv", "--target", "y", "--study", "s", "--json")
-    assert result.exit_code == 0, (result.stderr, result.exception)
-    with sqlite3.connect(root / "studies" / "s" / "study.db") as con:  # fold the WAL in before copying
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = tuned_workspace(tmp_path_factory.mktemp("workspace2"))
+    write_inputs(root)  # files only: the study does not record what else lies in its workspace
     return root
 
 

@@ -19,20 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from tunectl.cli import app
+from conftest import invoke, ok_json
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ok_json(result) -> dict:
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
-    return json.loads(result.stdout)
 
 
 def make_tune_command() -> list[str]:

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 import pg
-from tunectl.cli import app
+from conftest import invoke
 
 TUNECTL = [sys.executable, "-m", "tunectl.cli"]
 SPACE = """\
@@ -63,16 +62,6 @@ def password(url: str) -> str:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def invoke(*args, cwd: Path | None = None):
-    old = os.getcwd()
-    if cwd:
-        os.chdir(cwd)
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(old)
 
 
 def create_study(url: str, name: str, folder: Path, **kw):

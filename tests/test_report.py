@@ -1,284 +1,268 @@
-"""`tunectl report`, `tunectl tune --report` and `tunectl dashboard` on real small studies.
+"""report.py, the terminal: what a user reads of each command's output, drawn into a recording
+Console 120 columns wide (a terminal's), from plain dicts as the commands pass them.
 
-One study (digits, 9 trials of at most 3 epochs, median pruner: complete and pruned trials)
-is tuned once for the module, with --report; a failed trial is added with Optuna's API
-(a trial that fails by itself needs a broken configuration, and the next ten would fail too).
-Smaller studies cover the single-trial and the nothing-complete reports.
+The numbers come out as `fmt` writes them, names are never cut, verdicts read as words.
+(The HTML report is tests/test_html_report.py.)
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from html.parser import HTMLParser
-from pathlib import Path
+import io
+import math
 
 import pytest
-from typer.testing import CliRunner
+from rich.console import Console
 
-import pg  # require_module: a missing optuna-dashboard skips locally, fails under CI=true
-from tunectl.cli import app
-from tunectl.report import fmt, verdict_label
+from tunectl.diagnose import diagnose
+from tunectl.report import (diagnosis_overview, diagnosis_panel, duration, evaluation, export_summary, fmt,
+                            leaderboard, studies_table, train_summary, verdict_label)
+from tunectl.results import open_study, summarize
 
-DASHBOARD_MISSING = "optuna-dashboard is not installed: pip install 'tunectl[dashboard]'"
-
-SPACE = """\
-model: mlp
-dataset: digits
-epochs: 3
-params:
-  lr:         {type: float, low: 1.0e-4, high: 3.0e-1, log: true}
-  width:      {type: int, low: 8, high: 32, log: true}
-  depth:      {type: int, low: 1, high: 2}
-  batch_size: {type: categorical, choices: [64, 128]}
-  optimizer:  {type: categorical, choices: [adam, momentum]}
-  beta:       {type: float, low: 0.8, high: 0.99, when: {optimizer: [momentum]}}
-"""
-FIGURES = ("history", "intermediate", "importances", "slice", "curves", "diagnosis")
-SECTIONS = ("glance", "leaderboard", "best", *FIGURES, "evaluations")
-FAIL_REASON = "failed: RuntimeError: <script>alert(1)</script> out of memory"
-LOOKS = [{"time": "2026-01-01 09:00:00", "trial": 0, "refit": False, "test_error": 0.0417, "dev_error": 0.05,
-          "train_error": 0.03},
-         {"time": "2026-01-01 09:05:00", "trial": 1, "refit": False, "test_error": 0.0389, "dev_error": 0.06,
-          "train_error": 0.04}]
+LONG_NAME = "csv-house-prices-2026-with-every-feature-and-a-name-nobody-would-want-to-type-twice"  # 84 characters
 
 
-def invoke(*args, **kw):
-    return CliRunner().invoke(app, [str(a) for a in args], **kw)
+def render(draw, *args, width: int = 120, **kwargs) -> str:
+    """What `draw(console, *args)` shows, as plain text (no colour codes)."""
+    console = Console(record=True, width=width, file=io.StringIO())  # the file: nothing to the test's stdout
+    draw(console, *args, **kwargs)
+    return console.export_text()
 
 
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
-    return result
+def words(text: str) -> str:
+    """The text with its table borders and line breaks as single spaces: what a reader follows."""
+    return " ".join(text.replace("│", " ").replace("┃", " ").split())
 
 
-class Page(HTMLParser):
-    """Sections by id: their text and the src of their images."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.sections: dict[str, dict] = {}
-        self.current: str | None = None
-        self.notes: list[str] = []
-        self._in_note = False
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "section":
-            self.current = a["id"]
-            self.sections[self.current] = {"text": "", "images": []}
-        elif tag == "img" and self.current:
-            self.sections[self.current]["images"].append(a["src"])
-        elif tag == "p" and a.get("class") in ("note", "warn"):
-            self._in_note = True
-            self.notes.append("")
-
-    def handle_endtag(self, tag):
-        if tag == "section":
-            self.current = None
-        elif tag == "p":
-            self._in_note = False
-
-    def handle_data(self, data):
-        if self.current:
-            self.sections[self.current]["text"] += data + " "  # cells apart: "epochs trained" "21"
-        if self._in_note:
-            self.notes[-1] += data
-
-    def text(self, sid: str) -> str:
-        return " ".join(self.sections[sid]["text"].split())
+# ----------------------------------------------------------------------------- the formatters
 
 
-def png_bytes(src: str) -> bytes:
-    prefix = "data:image/png;base64,"
-    assert src.startswith(prefix), src[:40]
-    return base64.b64decode(src[len(prefix):], validate=True)
+@pytest.mark.parametrize("value, shown", [
+    (0.123456, "0.1235"), (0.05, "0.0500"), (0.0, "0.0000"), (12.5, "12.5000"), (-0.25, "-0.2500"),
+    (0.000123, "1.23e-04"), (None, "-"), (math.nan, "-"), (math.inf, "-"), (-math.inf, "-"),
+    (7, "7"), ("adam", "adam"), (True, "True"),
+])
+def test_fmt(value, shown):
+    assert fmt(value) == shown
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A real small study, a failed trial added, two looks at the test set, and its report."""
-    import optuna
-    from optuna.distributions import IntDistribution
-
-    from tunectl.results import open_study
-
-    tmp = tmp_path_factory.mktemp("report")
-    (tmp / "space.yaml").write_text(SPACE)
-    root = tmp / "studies"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)  # anything written relative to the working folder stays in tmp
-        tuned = json.loads(ok(invoke("tune", "--space", tmp / "space.yaml", "--study", "night", "--trials", 9,
-                                     "--pruner", "median", "--root", root, "--device", "cpu", "--json")).stdout)
-        st = open_study("night", None, root)
-        st.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.FAIL, params={"width": 16},
-            distributions={"width": IntDistribution(8, 32, log=True)}, user_attrs={"reason": FAIL_REASON}))
-        (root / "night" / "evaluations.json").write_text(json.dumps(LOOKS))
-        reported = ok(invoke("report", "night", "--root", root))
-    path = root / "night" / "report.html"  # the default place
-    return {"root": root, "tmp": tmp, "tuned": tuned, "stdout": reported.stdout, "html": path.read_text(),
-            "path": path}
+def test_fmt_digits():
+    assert fmt(0.123456, 2) == "0.12" and fmt(1.5, 3) == "1.500" and fmt(0.0004, 2) == "4.00e-04"
 
 
-@pytest.mark.slow
-def test_report_has_every_section_and_figure(study):
-    assert str(study["path"]) in study["stdout"]
-    text = study["html"]
-    page = Page(text)
-    assert list(page.sections) == list(SECTIONS)
-    for sid in FIGURES:
-        images = page.sections[sid]["images"]
-        assert len(images) == 1, sid
-        data = png_bytes(images[0])
-        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, sid
-    # self-contained: nothing is fetched when the file is opened, and nothing runs
-    assert 'src="http' not in text and 'href="http' not in text and "<script" not in text
-    states = study["tuned"]["states"]
-    assert states["COMPLETE"] >= 5 and states["PRUNED"] >= 1
-    glance = page.text("glance")
-    assert f"complete {states['COMPLETE']}, pruned {states['PRUNED']}, failed 1" in glance
-    assert FAIL_REASON in glance  # shown as text: escaped, never run
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert "digits" in glance and "train 1079, dev 359, test 359" in glance and "median" in glance
-    assert "verdict" in page.text("diagnosis") and "What to do next" in page.text("diagnosis")
-    ev = page.text("evaluations")
-    assert "evaluated 2 times" in ev and fmt(0.0417) in ev and fmt(0.0389) in ev
+@pytest.mark.parametrize("seconds, shown", [
+    (None, "-"), (0, "0m00s"), (59.9, "0m59s"), (61, "1m01s"), (3599, "59m59s"), (3600, "1h00m"),
+    (3661, "1h01m"), (90061, "25h01m"),
+])
+def test_duration(seconds, shown):
+    assert duration(seconds) == shown
 
 
-@pytest.mark.slow
-def test_terminal_and_report_show_the_same_numbers(study):
-    page = Page(study["html"])
-    shown = json.loads(ok(invoke("show", "night", "--root", study["root"], "--json")).stdout)
-    terminal = ok(invoke("show", "night", "--root", study["root"], env={"COLUMNS": "240"})).stdout
-    st = shown["states"]
-    counts = f"complete {st['COMPLETE']}, pruned {st['PRUNED']}, failed {st['FAIL']}, running {st['RUNNING']}"
-    assert counts in terminal and counts in page.text("glance")
-    assert f"epochs trained {shown['epochs_used']}; pruning saved {shown['epochs_saved']}" in terminal
-    assert f"epochs trained {shown['epochs_used']} " in page.text("glance")
-    assert f"epochs saved by pruning {shown['epochs_saved']} " in page.text("glance")
-    board = page.text("leaderboard")
-    for row in shown["leaderboard"]:
-        for v in (fmt(row["dev_error"]), fmt(row["train_error"])):
-            assert v in terminal and v in board
-            assert verdict_label(shown["verdicts"][str(row["number"])]) in board
-    assert fmt(shown["best"]["dev_error"]) in page.text("best")
-    for name, v in shown["importances"].items():
-        assert f"{v:.3f}" in terminal and f"{v:.3f}" in page.text("importances")
+@pytest.mark.parametrize("verdict, label", [
+    ("high_bias", "high bias"), ("high_variance", "high variance"),
+    ("high_bias_high_variance", "high bias and high variance"), ("ok", "ok"),
+    (None, "-"), ("something_new", "something new"),
+])
+def test_verdict_label(verdict, label):
+    assert verdict_label(verdict) == label
 
 
-@pytest.mark.slow
-def test_report_of_a_single_trial_study(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "one.yaml").write_text("model: mlp\ndataset: iris\nepochs: 2\nparams:\n"
-                                       "  width: {type: int, low: 4, high: 8}\n")
-    tuned = json.loads(ok(invoke("tune", "--space", "one.yaml", "--study", "one", "--trials", 1, "--pruner", "none",
-                                 "--root", "s", "--device", "cpu", "--report", "--json")).stdout)
-    # `tune --report` writes the report after the study (also after --timeout or Ctrl-C: run_study returns then)
-    assert tuned["report"] == str(Path("s") / "one" / "report.html")
-    page = Page((tmp_path / "s" / "one" / "report.html").read_text())
-    assert set(SECTIONS) <= set(page.sections)
-    assert any("single complete trial" in n for n in page.notes)
-    assert "at least 5 complete trials" in page.text("importances")
-    assert "at least 2 complete trials" in page.text("slice")
-    for sid in ("history", "curves", "diagnosis"):
-        assert png_bytes(page.sections[sid]["images"][0])
+# ----------------------------------------------------------------------------- train
 
 
-@pytest.mark.slow
-def test_report_of_a_study_without_a_complete_trial(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    # a learning rate of 1e12 diverges in the first epoch: every trial is stopped ("diverged")
-    (tmp_path / "bad.yaml").write_text("model: mlp\ndataset: iris\nepochs: 2\nparams:\n"
-                                       "  width: {type: int, low: 4, high: 8}\nfixed:\n  lr: 1.0e+12\n")
-    tuned = json.loads(ok(invoke("tune", "--space", "bad.yaml", "--study", "bad", "--trials", 2, "--pruner", "none",
-                                 "--root", "s", "--device", "cpu", "--json")).stdout)
-    assert tuned["states"]["COMPLETE"] == 0 and tuned["states"]["PRUNED"] == 2
-    ok(invoke("report", "bad", "--root", "s", "--out", "out/bad.html"))
-    page = Page((tmp_path / "out" / "bad.html").read_text())
-    assert set(SECTIONS) <= set(page.sections)
-    assert any("no complete trial yet" in n for n in page.notes)
-    assert "No complete trial yet" in page.text("leaderboard")
-    assert "nothing to diagnose" in page.text("diagnosis")
+def test_train_summary_shows_the_run():
+    run = {"status": "complete", "best_epoch": 7, "epochs": 10, "train_error": 0.0123456, "dev_error": 0.0417,
+           "epoch_seconds": 0.2346, "out": "studies/runs/digits-mlp-20260101-090000"}
+    text = render(train_summary, run, "multiclass")
+    assert "Run summary (error rate)" in text
+    assert ("status complete best epoch 7 of 10 train error 0.0123 dev error 0.0417 seconds / epoch 0.235 "
+            "saved to studies/runs/digits-mlp-20260101-090000") in words(text)
+    regression = words(render(train_summary, {**run, "train_error": 31.5, "dev_error": 40.25, "out": None},
+                              "regression"))
+    assert "Run summary (RMSE)" in regression
+    assert "train error 31.5000 dev error 40.2500" in regression and "saved to -" in regression
 
 
-def test_report_of_a_missing_study_is_one_line(tmp_path):
-    result = invoke("report", "nope", "--root", tmp_path)
-    assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and "run `tunectl tune` first" in result.stderr
+# ----------------------------------------------------------------------------- show: the leaderboard
 
 
-# ----------------------------------------------------------------------------- optuna-dashboard
+def cells(line: str) -> list[str]:
+    """A table row's cells, stripped."""
+    return [c.strip() for c in line.split("│")[1:-1]]
 
 
-def wsgi_get(wsgi_app, path: str) -> dict:
-    from wsgiref.util import setup_testing_defaults
-
-    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
-    setup_testing_defaults(environ)
-    status: list[str] = []
-    body = b"".join(wsgi_app(environ, lambda s, headers, exc_info=None: status.append(s)))
-    assert status[0].startswith("200"), (status, body[:300])
-    return json.loads(body)
+def rows_of(text: str) -> list[list[str]]:
+    return [cells(line) for line in text.splitlines() if line.startswith("│")]
 
 
-@pytest.mark.slow
-def test_optuna_dashboard_reads_the_study(study):
-    optuna_dashboard = pg.require_module("optuna_dashboard", DASHBOARD_MISSING)
-    from tunectl import storage as store
-    from tunectl import studies
-
-    storage = store.open_storage(studies.default_storage_url("night", study["root"]), None, create=False)
-    wsgi_app = optuna_dashboard.wsgi(storage)
-    listed = wsgi_get(wsgi_app, "/api/studies")["study_summaries"]
-    assert [s["study_name"] for s in listed] == ["night"]
-    assert {"key": "dataset", "value": "digits"} in listed[0]["user_attrs"]
-    detail = wsgi_get(wsgi_app, f"/api/studies/{listed[0]['study_id']}")
-    trials = detail["trials"]
-    assert len(trials) == study["tuned"]["n_trials"] + 1  # the added failed trial too
-    assert {t["state"] for t in trials} >= {"Complete", "Pruned", "Fail"}
-    complete = [t for t in trials if t["state"] == "Complete"]
-    assert all(t["params"] and len(t["intermediate_values"]) == 3 for t in complete)
-    attrs = {a["key"] for a in complete[0]["user_attrs"]}
-    assert {"params", "config", "curve", "train_error", "dev_error", "reason"} <= attrs
-    assert detail["has_intermediate_values"] and detail["best_trials"]
+def summary(**changes):
+    rows = [
+        {"number": 4, "dev_error": 0.0306, "train_error": 0.0102, "epochs": 6,
+         "params": {"lr": 0.003162, "width": 64, "optimizer": "adam"}},
+        {"number": 1, "dev_error": 0.0417, "train_error": 0.0251, "epochs": 3,
+         "params": {"lr": 0.000123, "width": 16, "optimizer": "momentum"}},
+    ]
+    s = {"study": "digits-night", "dataset": "digits", "n_trials": 5,
+         "states": {"COMPLETE": 2, "PRUNED": 2, "FAIL": 1, "RUNNING": 0},
+         "max_epochs": 6, "epochs_used": 14, "epochs_saved": 8, "leaderboard": rows,
+         "best": {**rows[0], "best_epoch": 5}}
+    return {**s, **changes}
 
 
-def test_dashboard_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import optuna_dashboard -> ImportError
-    result = invoke("dashboard", "any", "--root", tmp_path)
-    assert result.exit_code == 2
-    assert "pip install 'tunectl[dashboard]'" in result.stderr
+def test_leaderboard_shows_counts_rows_best_and_importances():
+    text = render(leaderboard, summary(), {"lr": 0.7123, "width": 0.2, "optimizer": 0.0877},
+                  {4: "high variance", 1: "high bias"})
+    flat = words(text)
+    assert "digits-night data digits trials 5: complete 2, pruned 2, failed 1, running 0" in flat
+    assert "epochs trained 14; pruning saved 8 (a trial may run 6)" in flat
+    assert "Leaderboard (dev error, lower is better)" in text
+    rows = rows_of(text)
+    assert rows[:2] == [  # best first; the verdicts as passed; small numbers in e-notation
+        ["1", "4", "0.0306", "0.0102", "6", "high variance", "lr=0.0032, width=64, optimizer=adam"],
+        ["2", "1", "0.0417", "0.0251", "3", "high bias", "lr=1.23e-04, width=16, optimizer=momentum"]]
+    assert ("Best trial 4: dev error 0.0306, train error 0.0102, best epoch 5; lr=0.0032, width=64, optimizer=adam"
+            in flat)
+    assert "Parameter importances (fANOVA)" in text
+    importances = {r[0]: r[1:] for r in rows[2:]}
+    assert {k: v[0] for k, v in importances.items()} == {"lr": "0.712", "width": "0.200", "optimizer": "0.088"}
+    assert {k: len(v[1]) for k, v in importances.items()} == {"lr": 21, "width": 6, "optimizer": 3}  # importance x 30
 
 
-@pytest.mark.slow
-def test_dashboard_serves_the_study(study):
-    pg.require_module("optuna_dashboard", DASHBOARD_MISSING)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "tunectl.cli", "dashboard", "night", "--root", str(study["root"]),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline, listed = time.time() + 90, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                    listed = json.loads(r.read())
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert listed is not None, proc.stderr.read().decode() if proc.poll() is not None else "no answer"
-        assert [s["study_name"] for s in listed["study_summaries"]] == ["night"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def test_leaderboard_without_verdicts_or_importances_and_without_a_complete_trial():
+    text = render(leaderboard, summary())
+    assert "diagnosis" not in text and "importances" not in text and "Best trial 4" in text
+    assert rows_of(text)[0] == ["1", "4", "0.0306", "0.0102", "6", "lr=0.0032, width=64, optimizer=adam"]
+    empty = render(leaderboard, summary(leaderboard=[], best=None,
+                                        states={"COMPLETE": 0, "PRUNED": 2, "FAIL": 0, "RUNNING": 1}))
+    assert "complete 0, pruned 2, failed 0, running 1" in words(empty)
+    assert "No complete trial yet." in empty and "Leaderboard" not in empty and "Best trial" not in empty
+
+
+def test_leaderboard_of_the_shared_study_shows_its_numbers(tiny_study):
+    s = summarize(open_study(tiny_study.name, None, tiny_study.root))
+    text = render(leaderboard, s)
+    assert f"{tiny_study.name} data digits trials 3: complete 3, pruned 0, failed 0, running 0" in words(text)
+    assert "epochs trained 6; pruning saved 0 (a trial may run 2)" in words(text)
+    rows = rows_of(text)
+    assert [r[1] for r in rows] == [str(r["number"]) for r in s["leaderboard"]] and len(rows) == 3
+    for shown, row in zip(rows, s["leaderboard"]):
+        assert shown[2:5] == [fmt(row["dev_error"]), fmt(row["train_error"]), str(row["epochs"])]
+        assert f"width={row['params']['width']}" in shown[5]
+    assert f"Best trial {s['best']['number']}: dev error {fmt(s['best']['dev_error'])}" in text
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def study_row(name: str, complete=12, pruned=30, failed=1, running=2, best=0.0789, when="2026-01-01 09:00:00.123456"):
+    return {"study": name, "dataset": "digits", "best_dev_error": best, "last_activity": when,
+            "states": {"COMPLETE": complete, "PRUNED": pruned, "FAIL": failed, "RUNNING": running}}
+
+
+def test_studies_table_shows_each_study_and_its_numbers():
+    text = render(studies_table, [study_row("digits-night"), study_row("x", 0, 0, 0, 0, None, None)])
+    rows = {r[0]: r for r in rows_of(text)}
+    assert rows["digits-night"] == ["digits-night", "digits", "12", "30", "1", "2", "0.0789", "2026-01-01 09:00:00"]
+    assert rows["x"] == ["x", "digits", "0", "0", "0", "0", "-", "-"]
+
+
+def test_studies_table_never_cuts_a_name():
+    """The study name is what the user types next: whole, on one line; the other columns give way."""
+    text = render(studies_table, [study_row(LONG_NAME), study_row("x")])
+    names = [r[0] for r in rows_of(text) if r[0]]
+    assert names == [LONG_NAME, "x"]
+
+
+def test_studies_table_marks_an_unreadable_study_and_says_why():
+    text = render(studies_table, [study_row("good"), {"study": "bad", "unreadable": "not a readable SQLite file"}])
+    rows = {r[0]: r for r in rows_of(text)}
+    assert rows["bad"] == ["bad", "unreadable", "-", "-", "-", "-", "-", "-"]
+    assert rows["good"][2] == "12"
+    assert text.splitlines()[-1] == "bad: unreadable: not a readable SQLite file"
+
+
+def test_studies_table_with_none_says_how_to_start():
+    assert render(studies_table, []).strip() == "No studies yet: start one with `tunectl tune`."
+
+
+# ----------------------------------------------------------------------------- diagnose
+
+
+def test_diagnosis_panel_names_the_study_and_the_verdict():
+    d = diagnose(0.01, 0.11, config={"width": 256, "depth": 3}, task="multiclass").to_dict()
+    d["source"] = {"study": LONG_NAME[:40], "trial": 7}
+    text = render(diagnosis_panel, d)
+    assert f"diagnosis: study {LONG_NAME[:40]}, trial 7" in text
+    flat = words(text)
+    assert "train error 0.0100" in flat and "dev error 0.1100" in flat and "human-level error 0.0000" in flat
+    assert "avoidable bias (train − human) 0.0100" in flat and "variance (dev − train) 0.1000" in flat
+    assert "verdict: high variance" in flat and "actions" in flat and "1." in flat
+
+
+def test_diagnosis_panel_shows_the_data_curve():
+    d = diagnose(0.05, 0.2).to_dict()
+    d["source"] = {"run": "runs/r1"}
+    d["data_curve"] = [{"fraction": 0.25, "n_train": 270, "train_error": 0.01, "dev_error": 0.31},
+                       {"fraction": 1.0, "n_train": 1079, "train_error": 0.05, "dev_error": 0.2}]
+    text = render(diagnosis_panel, d)
+    assert "diagnosis: run runs/r1" in text and "data curve" in text
+    flat = words(text)
+    assert "25% 270 0.0100 0.3100" in flat and "100% 1079 0.0500 0.2000" in flat
+
+
+def test_diagnosis_overview_counts_and_labels_every_trial():
+    d = {"study": "digits-night", "n_complete": 3, "bias_limited": 2, "variance_limited": 1, "human_error": 0.0,
+         "thresholds": {"bias": 0.02, "variance": 0.02},
+         "trials": [{"number": n, "dev_error": dv, "train_error": tr, "avoidable_bias": tr, "variance": dv - tr,
+                     "diagnosis": v} for n, dv, tr, v in ((2, 0.05, 0.01, "high_variance"), (0, 0.3, 0.28, "high_bias"),
+                                                         (1, 0.5, 0.4, "high_bias_high_variance"))],
+         "counts": {"high_bias": 1, "high_variance": 1, "high_bias_high_variance": 1}}
+    text = render(diagnosis_overview, d)
+    flat = words(text)
+    assert ("digits-night: 3 complete trials; bias-limited 2, variance-limited 1 (thresholds: bias 0.0200, "
+            "variance 0.0200; human error 0.0000)") in flat
+    assert "2 0.0500 0.0100 0.0100 0.0400 high variance" in flat
+    assert "1 0.5000 0.4000 0.4000 0.1000 high bias and high variance" in flat
+    assert "counts: high bias 1, high variance 1, high bias and high variance 1" in flat
+
+
+# ----------------------------------------------------------------------------- evaluate and export
+
+
+def look(**changes):
+    r = {"study": "digits-night", "trial": 4, "task": "multiclass", "refit": False, "test_error": 0.0417,
+         "dev_error": 0.0306, "train_error": 0.0102, "sizes": {"train": 1079, "dev": 359, "test": 359},
+         "evaluations": 1, "record": "studies/digits-night/evaluations.json", "evaluated_before": False}
+    return {**r, **changes}
+
+
+def test_evaluation_shows_the_three_errors_and_where_the_look_is_recorded():
+    text = render(evaluation, look())
+    flat = words(text)
+    assert "study digits-night, trial 4" in text and "refit" not in text
+    assert "test error rate dev error rate train error rate" in flat
+    assert "0.0417 0.0306 0.0102" in flat and "359 examples 359 examples 1079 examples" in flat
+    assert "Look 1 at the test set, recorded in studies/digits-night/evaluations.json." in flat
+    assert "Warning" not in text
+
+
+def test_evaluation_of_a_refit_and_a_second_look():
+    warning = "the test set was looked at 1 time before: it is no longer an unbiased estimate"
+    text = render(evaluation, look(refit=True, dev_error=None, epochs=5, model="studies/digits-night/refit/model.pt",
+                                   evaluations=2, evaluated_before=True, warning=warning, task="regression",
+                                   test_error=31.5))
+    flat = words(text)
+    assert "study digits-night, trial 4 (refit on train+dev)" in flat
+    assert "test RMSE dev RMSE train RMSE" in flat and "31.5000 trained on 0.0102" in flat
+    assert "359 examples 359 examples 1438 examples" in flat  # train+dev: 1079 + 359
+    assert "Refit on train+dev for 5 epochs" in flat and "Model: studies/digits-night/refit/model.pt" in flat
+    assert f"Warning: {warning}." in flat
+
+
+def test_export_summary_names_the_files_and_the_command():
+    r = {"trial": 4, "study": "digits-night", "dev_error": 0.0306, "out": "export",
+         "files": ["params.yaml", "model.pt", "split.json", "README.md"],
+         "command": "tunectl train --params export/params.yaml"}
+    flat = words(render(export_summary, r))
+    assert ("Exported trial 4 of digits-night (dev error 0.0306) to export/: params.yaml, model.pt, split.json, "
+            "README.md") in flat
+    assert "Reproduce it with: tunectl train --params export/params.yaml" in flat

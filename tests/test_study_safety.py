@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tunectl.cli import app
+from conftest import invoke, ok_json
 
 SPACE = """\
 epochs: 1
@@ -40,10 +39,6 @@ def ws(tmp_path, monkeypatch):
 def cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tunectl.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def trials_in(db: Path) -> list[tuple[int, str]]:
@@ -116,6 +111,8 @@ def test_plan_jobs_caps_by_cores_memory_and_trials_left(monkeypatch):
     assert workers.plan_jobs(48, None, 0) == (4, "4 CPU cores")
     assert workers.plan_jobs(3, 10, 8) == (2, "2 trials left to run")
     assert workers.plan_jobs(2, None, 0) == (2, "")
+    assert workers.plan_jobs(4, 5, 4) == (1, "1 trial left to run")
+    assert workers.plan_jobs(48, 5, 5) == (1, "")  # nothing left: one worker, nothing said
 
 
 # ----------------------------------------------------------------------------- names that share a folder
@@ -166,15 +163,14 @@ def test_one_damaged_study_file_does_not_hide_the_others(ws):
 # ----------------------------------------------------------------------------- precision
 
 
-def test_errors_are_stored_and_emitted_at_full_precision(ws):
+def test_errors_are_stored_and_emitted_at_full_precision(tiny_study):
     from tunectl.results import open_study
 
-    show = invoke("tune", "--space", "a.yaml", "--study", "p", "--trials", "2", "--pruner", "none", "--json")
-    assert show.exit_code == 0, show.stderr
-    doc = json.loads(invoke("show", "p", "--json").stdout)
+    doc = ok_json(invoke("show", tiny_study.name, "--root", tiny_study.root, "--json"))
+    assert doc["leaderboard"]
     for row in doc["leaderboard"]:
         assert row["dev_error"] == row["value"]  # the same float, not a 6-decimal copy of it
-    study = open_study("p")
+    study = open_study(tiny_study.name, None, tiny_study.root)
     n_dev = study.user_attrs["tunectl"]["manifest"]["sizes"]["dev"]
     for t in study.trials:
         curve = t.user_attrs["curve"]

@@ -3,31 +3,19 @@ local weights, refusal of files that are not checkpoints, and a measured transfe
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import Planted
-from tunectl.cli import app
+from conftest import invoke, ok_json, Planted
 from tunectl.config import TrainConfig
 from tunectl.data import DataSettings, load_splits
 from tunectl.errors import ConfigError
 from tunectl.models import build_model, load_checkpoint, model_from_checkpoint, param_groups, save_checkpoint
 from tunectl.train import evaluate, fit
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ok_json(result) -> dict:
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return json.loads(result.stdout)
 
 
 def write_digits(path: Path, classes, per_class: int | None = None) -> Path:

@@ -8,6 +8,7 @@ it in a subprocess and watch the study's SQLite file for a RUNNING trial before 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -18,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+import conftest
+from conftest import ok_json
 from tunectl import data as data_module
-from tunectl.cli import app
 from tunectl.errors import SpaceError, TunectlError
 from tunectl.space import load_space
 from tunectl.tune import TuneSettings, grid, prepare, study_data
@@ -79,15 +80,8 @@ fixed:
   batch_size: 8
 """
 
-
-def invoke(*args):
-    # wide enough that rich tables print names whole
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def ok_json(result) -> dict:
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    return json.loads(result.stdout)
+# the CLI, wide enough that rich tables print names whole
+invoke = functools.partial(conftest.invoke, env={"COLUMNS": "200"})
 
 
 def refused(result, *parts: str) -> str:
@@ -119,15 +113,16 @@ def trials_of(study: str, root="studies"):
 # ----------------------------------------------------------------------------- one study, what it records
 
 
-def test_tune_records_what_later_commands_need(ws):
-    doc = ok_json(tune("--space", "tiny.yaml", "--trials", "3", "--pruner", "none"))
+def test_tune_records_what_later_commands_need(tiny_study):
+    """The shared study (conftest.py): `tune --space tiny.yaml --trials 3 --pruner none`, 2 epochs."""
+    doc = tiny_study.tuned
     assert DESIGN_KEYS <= set(doc) and STATES <= set(doc["states"]) and BEST_KEYS <= set(doc["best"])
     assert doc["study"] == "digits-tiny"  # derived from the data set and the space
     assert doc["n_trials"] == 3 == doc["states"]["COMPLETE"] and doc["epochs_used"] == 6
-    folder = ws / "studies" / "digits-tiny"
+    folder = tiny_study.folder
     assert {"study.db", "space.yaml", "split.json", "trials"} <= {p.name for p in folder.iterdir()}
-    assert load_space(folder / "space.yaml").fingerprint() == load_space(ws / "tiny.yaml").fingerprint()
-    for t in trials_of("digits-tiny"):
+    assert load_space(folder / "space.yaml").fingerprint() == load_space(tiny_study.space).fingerprint()
+    for t in trials_of("digits-tiny", tiny_study.root):
         assert TRIAL_ATTRS <= set(t.user_attrs), set(t.user_attrs)
         u = t.user_attrs
         assert u["reason"] == "complete" and u["epochs_run"] == 2 and len(u["curve"]) == 2
@@ -139,7 +134,7 @@ def test_tune_records_what_later_commands_need(ws):
             k: v for k, v in u["config"].items() if k in u["params"]}
         assert json.loads((folder / "trials" / str(t.number) / "curve.json").read_text()) == u["curve"]
         assert checkpoint_path(folder, trial_record(t)) is not None  # three trials, three kept
-    best = min(trials_of("digits-tiny"), key=lambda t: t.value)
+    best = min(trials_of("digits-tiny", tiny_study.root), key=lambda t: t.value)
     assert doc["best"]["number"] == best.number and doc["best"]["params"] == best.user_attrs["params"]
 
 
@@ -350,6 +345,7 @@ def test_tuning_never_touches_the_test_split(ws, monkeypatch):
         touched.append("Splits.test")
         raise AssertionError("the test split was read while tuning")
 
+    sealed_test = data_module.Splits.test  # the real property: raises while the test split is sealed
     monkeypatch.setattr(data_module, "make_splits", make_splits)
     monkeypatch.setattr(data_module.Splits, "test", property(test_split))
     doc = ok_json(tune("--space", "prunable.yaml", "--trials", "5", "--epochs", "3"))
@@ -358,10 +354,13 @@ def test_tuning_never_touches_the_test_split(ws, monkeypatch):
     space = dataclasses.replace(load_space("prunable.yaml"), epochs=3)
     settings = TuneSettings(space, {"dataset": "digits", "data_dir": "data", "split_seed": 0}, "digits-prunable",
                             root="studies")
-    assert study_data(settings)._test is None  # what each worker process loads
+    worker_splits = study_data(settings)  # what each worker process loads
     _, splits = prepare(settings)
-    assert splits._test is None
     assert touched == []
+    monkeypatch.setattr(data_module.Splits, "test", sealed_test)
+    for loaded in (worker_splits, splits):  # neither holds the test split: asking for it is refused
+        with pytest.raises(RuntimeError, match="sealed"):
+            loaded.test
     # the manifest still records the test split's size and hash, so evaluate can check it is the same
     manifest = json.loads((ws / "studies" / "digits-prunable" / "split.json").read_text())
     assert manifest["sizes"]["test"] > 0

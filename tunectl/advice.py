@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tunectl.builders import is_reference
 from tunectl.config import TrainConfig, from_dict
 from tunectl.space import RESERVED, Space, parse_space
 
@@ -53,7 +54,44 @@ def _where(space: dict[str, Any] | None, name: str) -> str:
     return f" (searched {_spec_text(s)})" if s else ""
 
 
+def _roles(c: dict[str, Any], space: dict[str, Any] | None, role: str) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Your builder's parameters that the space marks `role: capacity` or `role: regularization`:
+    (name, this trial's value, its spec)."""
+    own = c.get("model_params") or {}
+    return [(n, own.get(n), s) for n, s in ((space or {}).get("params") or {}).items()
+            if s.get("role") == role and n in own]
+
+
+def _wider(spec: dict[str, Any], now: Any, up: bool, cap: float = 0.9) -> dict[str, Any] | None:
+    """The next range for a builder's parameter: above its value (up) or below it, on its own scale."""
+    if spec["type"] == "categorical" or not isinstance(now, (int, float)) or isinstance(now, bool):
+        return None
+    if spec["type"] == "int":
+        return _int(now, max(now + 1, 4 * now), log=now > 0) if up else _int(max(0, now // 4), now)
+    return _float(now, max(now * 4, now + 0.3), cap=cap) if up else _float(0.0, now, cap=cap)
+
+
+def _builder_actions(c: dict[str, Any], space: dict[str, Any] | None, role: str, kind: str, up: bool,
+                     what: str) -> list[dict]:
+    """Capacity and regularization in your builder's own parameters, where the space marks them."""
+    acts = []
+    for name, now, spec in _roles(c, space, role):
+        new = _wider(spec, now, up, cap=0.8 if role == "regularization" else 1e9)
+        to = f" → try {_spec_text(new)}" if new else ""
+        acts.append(_act(kind, f"{what}: {name} {_v(now)}{to}{_where(space, name)}", name, now,
+                         {"param": name, "spec": {**new, "role": role}} if new else None))
+    if not acts:
+        acts.append(_act(kind, f"{what}: in your builder {c['model'].rpartition('/')[2]} (mark its parameters "
+                         f"`role: {role}` in the space and tunectl searches them)"))
+    return acts
+
+
 def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, kinds: set[str]) -> list[dict]:
+    if is_reference(c["model"]):
+        return [*_builder_actions(c, space, "capacity", "bigger_network", True, "a bigger network"),
+                _train_longer(c, space, kinds),
+                *_builder_actions(c, space, "regularization", "less_regularization", False, "less regularization"),
+                *[a for a in _core_less_regularization(c, space)]]
     acts = []
     w, depth = c["width"], c["depth"]
     acts.append(_act("bigger_network", f"a bigger network: width {w} → try {2 * w}–{8 * w}{_where(space, 'width')}",
@@ -65,11 +103,7 @@ def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, 
         f = c["filters"]
         acts.append(_act("bigger_network", f"more filters: filters {f} → try {2 * f}–{4 * f}{_where(space, 'filters')}",
                          "filters", f, {"param": "filters", "spec": _int(f, 4 * f, log=True)}))
-    epochs = (space or {}).get("epochs", c["epochs"])
-    why = "dev error was still falling at the last epoch" if "still_improving" in kinds else \
-        "a bigger network needs more steps"
-    acts.append(_act("train_longer", f"train longer: epochs {epochs} → {2 * epochs} ({why})", "epochs", epochs,
-                     {"epochs": 2 * epochs}))
+    acts.append(_train_longer(c, space, kinds))
     if image and c["model"] == "mlp":
         acts.append(_act("architecture", "another architecture: a ConvNet for image data (model mlp → cnn; "
                          "see searchspaces/cnn.yaml)", "model", "mlp", {"model": "cnn"}))
@@ -77,6 +111,20 @@ def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, 
         p = c["dropout"]
         acts.append(_act("less_regularization", f"less regularization: dropout {_v(p)} → try 0–{_v(p / 2)}"
                          f"{_where(space, 'dropout')}", "dropout", p, {"param": "dropout", "spec": _float(0.0, p)}))
+    return acts + _core_less_regularization(c, space)
+
+
+def _train_longer(c: dict[str, Any], space: dict[str, Any] | None, kinds: set[str]) -> dict[str, Any]:
+    epochs = (space or {}).get("epochs", c["epochs"])
+    why = "dev error was still falling at the last epoch" if "still_improving" in kinds else \
+        "a bigger network needs more steps"
+    return _act("train_longer", f"train longer: epochs {epochs} → {2 * epochs} ({why})", "epochs", epochs,
+                {"epochs": 2 * epochs})
+
+
+def _core_less_regularization(c: dict[str, Any], space: dict[str, Any] | None) -> list[dict]:
+    """Less of tunectl's own regularization (any model): weight decay and augmentation."""
+    acts = []
     if c["weight_decay"] > 0:
         wd = c["weight_decay"]
         acts.append(_act("less_regularization", f"less regularization: weight_decay {_v(wd)} → try "
@@ -97,10 +145,13 @@ def _variance_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bo
     elif data_verdict is None:
         acts.append(_act("more_data", "more data may help: run again with --data-curve to see whether dev error "
                          "is still falling with the size of the training split"))
-    p = c["dropout"]
-    acts.append(_act("regularization", f"regularization: dropout {_v(p)} → try {_v(max(p, 0.1))}–"
-                     f"{_v(min(0.8, max(p + 0.3, 0.5)))}{_where(space, 'dropout')}", "dropout", p,
-                     {"param": "dropout", "spec": _float(max(p, 0.1), max(p + 0.3, 0.5), cap=0.8)}))
+    if is_reference(c["model"]):  # your builder's own regularization, where the space marks it
+        acts += _builder_actions(c, space, "regularization", "regularization", True, "regularization")
+    else:
+        p = c["dropout"]
+        acts.append(_act("regularization", f"regularization: dropout {_v(p)} → try {_v(max(p, 0.1))}–"
+                         f"{_v(min(0.8, max(p + 0.3, 0.5)))}{_where(space, 'dropout')}", "dropout", p,
+                         {"param": "dropout", "spec": _float(max(p, 0.1), max(p + 0.3, 0.5), cap=0.8)}))
     wd = c["weight_decay"]
     low, high = (1e-5, 1e-2) if wd == 0 else (wd, min(0.1, wd * 100))
     acts.append(_act("regularization", f"regularization: weight_decay {_v(wd)} → try {_v(low)}–{_v(high)} (log)"
@@ -130,9 +181,12 @@ def recommend(d: Any, c: dict[str, Any], space: dict[str, Any] | None, image: bo
                          "lr", lr, {"param": "lr", "spec": _float(lr / 1000, lr / 3, log=True, cap=1.0)}))
     elif "flat_loss" in kinds:
         acts.append(_act("learning_rate", f"search the learning rate widely: lr {_v(lr)} → try {_v(lr / 100)}–"
-                         f"{_v(min(1.0, lr * 100))} (log); with activation {c['activation']} the initialization is "
-                         f"{'He' if c['activation'] in ('relu', 'leaky_relu') else 'Xavier'}, so check the inputs' "
-                         "scale too",
+                         f"{_v(min(1.0, lr * 100))} (log); " + (
+                             "your builder initialises its own weights: check that, and the inputs' scale"
+                             if is_reference(c["model"]) else
+                             f"with activation {c['activation']} the initialization is "
+                             f"{'He' if c['activation'] in ('relu', 'leaky_relu') else 'Xavier'}, so check the "
+                             "inputs' scale too"),
                          "lr", lr, {"param": "lr", "spec": _float(lr / 100, lr * 100, log=True, cap=1.0)}))
     overfit = next((e["epoch"] for e in d.evidence if e["kind"] == "overfitting"), None)
     if d.diagnosis in ("high_bias", "high_bias_high_variance"):
@@ -192,8 +246,9 @@ def next_space(d: Any, config: dict[str, Any], space: dict[str, Any] | None,
         elif "param" in ch:
             name, spec = ch["param"], dict(ch["spec"])
             old = params.get(name)
-            if old and "when" in old:
-                spec["when"] = old["when"]
+            for key in ("when", "role"):
+                if old and key in old:
+                    spec[key] = old[key]
             before = _spec_text(old) if old else \
                 f"{fixed.pop(name)} (fixed)" if name in fixed else f"{_v(a['now'])} (not searched)"
             params[name] = spec

@@ -35,6 +35,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output o
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")]
 StorageOpt = Annotated[Optional[str], typer.Option("--storage", envvar="TUNECTL_STORAGE", help="Optuna storage URL (default: studies/<study>/study.db); TUNECTL_STORAGE keeps a password out of ps")]
 RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the studies", envvar="TUNECTL_STUDIES")]
+StudyArg = Annotated[str, typer.Argument(help="study name")]
 TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
 
 
@@ -62,7 +63,9 @@ def datasets(json_out: JsonOpt = False) -> None:
 @app.command()
 def train(
     dataset: DatasetOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="mlp | cnn | transfer")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="mlp | cnn | transfer, or your own builder "
+                     "FILE.py:FUNCTION (or package.module:FUNCTION): FUNCTION(input_shape, out_dim, **params) -> "
+                     "nn.Module with raw outputs; its initialisation stays yours; the file runs with your rights")] = None,
     params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml from `tunectl export` or a run's config.yaml")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, repeatable: --set lr=3e-4 --set depth=3")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="epochs to train")] = None,
@@ -73,6 +76,8 @@ def train(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="transfer: local torchvision weights for --set arch=resnet18")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="a new run folder (default: studies/runs/<dataset>-<model>-<time>)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace --out if it already holds files")] = False,
+    allow_changed_model: Annotated[bool, typer.Option("--allow-changed-model", help="--params naming your own builder: "
+                                   "use its file even though its SHA-256 differs from the recorded one")] = False,
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
     target: TargetOpt = None,
@@ -95,7 +100,7 @@ def train(
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction,
                                       **data_flags(dataset, data_dir, target, task, split, image_size, split_seed))
-        plan = runs.plan(values, data, out, force, device)  # every check before any display or folder
+        plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
         stdout, stderr = consoles(json_out)
         with TrainDisplay(stderr, plan.cfg.epochs, f"{data.dataset} {plan.cfg.model}") as display:
             result = runs.execute(plan, on_epoch=display.on_epoch, on_batch=display.on_batch)
@@ -190,7 +195,7 @@ def studies_cmd(storage: StorageOpt = None, root: RootOpt = Path("studies"), jso
 
 @app.command()
 def show(
-    study: Annotated[str, typer.Argument(help="study name")],
+    study: StudyArg,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="trials in the leaderboard")] = 10,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
@@ -212,9 +217,11 @@ def show(
 
 @app.command()
 def evaluate(
-    study: Annotated[str, typer.Argument(help="study name")],
+    study: StudyArg,
     trial: TrialOpt = None,
     refit: Annotated[bool, typer.Option("--refit", help="retrain on train+dev for the trial's best epoch count first")] = False,
+    allow_changed_model: Annotated[bool, typer.Option("--allow-changed-model", help="your own builder's file changed "
+                                   "since tuning: use it as it is now (its SHA-256 differs from the recorded one)")] = False,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
     device: DeviceOpt = None,
@@ -228,7 +235,7 @@ def evaluate(
         stdout, stderr = consoles(json_out)
         if refit:
             stderr.print(f"[dim]refitting trial {'(best)' if trial is None else trial} on train+dev ...[/]")
-        r = evaluate_study(study, trial, refit, root, storage, device)
+        r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model)
         if json_out:
             return print_json(r)
         evaluation(stdout, r)
@@ -236,9 +243,11 @@ def evaluate(
 
 @app.command()
 def export(
-    study: Annotated[str, typer.Argument(help="study name")],
+    study: StudyArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="a new folder for params.yaml, model.pt, split.json, README.md")],
     trial: TrialOpt = None,
+    allow_changed_model: Annotated[bool, typer.Option("--allow-changed-model", help="your own builder's file changed "
+                                   "since tuning: use it as it is now (its SHA-256 differs from the recorded one)")] = False,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
     json_out: JsonOpt = False,
@@ -248,7 +257,7 @@ def export(
         from tunectl.evaluate import export_trial
         from tunectl.report import export_summary
 
-        r = export_trial(study, out, trial, root, storage)
+        r = export_trial(study, out, trial, root, storage, allow_changed_model)
         if json_out:
             return print_json(r)
         export_summary(consoles(False)[0], r)
@@ -293,7 +302,7 @@ def diagnose(
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Argument(help="study name")],
+    study: StudyArg,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default: studies/<study>/report.html)")] = None,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
@@ -311,7 +320,7 @@ def report(
 
 @app.command()
 def dashboard(
-    study: Annotated[str, typer.Argument(help="study name")],
+    study: StudyArg,
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
     host: Annotated[str, typer.Option("--host", help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
     storage: StorageOpt = None,

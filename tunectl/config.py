@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
+from tunectl.builders import is_reference
 from tunectl.errors import ConfigError
 
 MODELS = ("mlp", "cnn", "transfer")
@@ -35,7 +36,9 @@ LIMITS = {  # field: (the largest value accepted, why)
 @dataclass(frozen=True)
 class TrainConfig:
     # --- model -------------------------------------------------------------
-    model: str = "mlp"  # mlp | cnn | transfer; a ConvNet is the other architecture to try on images
+    model: str = "mlp"  # mlp | cnn | transfer, or your own builder FILE.py:FUNCTION (a ConvNet: try it on images)
+    model_params: dict[str, Any] = field(default_factory=dict)  # your builder's own parameters (channels=16, ...)
+    model_sha256: str = ""  # SHA-256 of your builder's file when it was recorded: a changed file is refused
     depth: int = 2  # hidden dense layers; raise it (or width) when train error is far above human error
     width: int = 128  # units per hidden layer; a bigger network is the first cure for high bias
     activation: str = "relu"  # relu | leaky_relu (He init) | tanh | sigmoid (Xavier init)
@@ -142,6 +145,10 @@ def coerce(name: str, value: Any) -> Any:
     if name not in FIELD_TYPES:
         raise ConfigError(f"unknown hyperparameter {short(str(name), 60)}{closest_field(str(name))}")
     kind = FIELD_TYPES[name]
+    if name == "model_params":  # a builder's own parameters: names to YAML scalars or lists
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"model_params: expected a mapping of parameter: value, got {short(value)}")
+        return dict(value)
     try:
         if kind is bool:
             raise TypeError  # no bool fields today; refuse rather than guess
@@ -193,8 +200,18 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set lr=3e-4")
-        out[key] = coerce(key, value.strip())
+        # a name TrainConfig does not know may be your builder's: typed as YAML types it, checked later
+        out[key] = coerce(key, value.strip()) if key in FIELD_TYPES else _yaml_scalar(value.strip())
     return out
+
+
+def _yaml_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text else text
+    except yaml.YAMLError:
+        return text
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -208,7 +225,11 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, f.name)
         if FIELD_TYPES[f.name] is float and not math.isfinite(value):
             raise ConfigError(f"{f.name}: must be a finite number, got {value}")
-    _choice("model", cfg.model, MODELS)
+    if not is_reference(cfg.model):
+        _choice("model", cfg.model, MODELS)
+    elif cfg.init_from:
+        raise ConfigError(f"init_from is for --model transfer, not for your own model {cfg.model.rpartition('/')[2]}; "
+                          f"load weights inside your builder instead")
     _choice("activation", cfg.activation, ACTIVATIONS)
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("augment", cfg.augment, AUGMENTS)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunectl import studies
+from tunectl.builders import file_of, is_reference, unchanged
 from tunectl.errors import ConfigError, StudyError
 from tunectl import files, runs
 
@@ -88,7 +89,7 @@ def study_splits(meta: dict[str, Any], include_test: bool):
 
 
 def evaluate_study(study: str, trial: int | None = None, refit: bool = False, root: Path | str = studies.ROOT,
-                   storage: str | None = None, device: str | None = None) -> dict[str, Any]:
+                   storage: str | None = None, device: str | None = None, allow_changed: bool = False) -> dict[str, Any]:
     """Evaluate the chosen trial on test, dev and train once, and record that look."""
     from tunectl.models import load_checkpoint, model_from_checkpoint
     from tunectl.train import evaluate, pick_device
@@ -97,6 +98,11 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
     studies.read_evaluations(c.folder)  # a damaged record refuses before any work
+    model_ref = (rec.get("config") or {}).get("model")
+    if is_reference(model_ref):  # your own builder: the file must still be the one tuned, or --allow-changed-model
+        rec = {**rec, "config": {**rec["config"], "model_sha256": unchanged(
+            model_ref, rec["config"].get("model_sha256"), allow_changed)}}
+        c = dataclasses.replace(c, record=rec)
     ckpt = None
     if not refit:
         _check_not_deleted(c, "add --refit to retrain it, or choose another --trial")
@@ -112,7 +118,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     if refit:
         model, epochs, model_path, fit_on = _refit(c, splits, dev_)
     else:
-        model, _ = model_from_checkpoint(ckpt)
+        model, _ = model_from_checkpoint(ckpt, allow_changed)
         model, epochs, model_path, fit_on = model.to(dev_), rec.get("best_epoch"), c.checkpoint, splits
     err = lambda x, y: evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]  # noqa: E731
     test_error = err(*splits.test)
@@ -198,7 +204,7 @@ tunectl train --params {params_path}
 
 
 def export_trial(study: str, out: Path | str, trial: int | None = None, root: Path | str = studies.ROOT,
-                 storage: str | None = None) -> dict[str, Any]:
+                 storage: str | None = None, allow_changed: bool = False) -> dict[str, Any]:
     """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint."""
     from tunectl.config import from_dict
     from tunectl.models import load_checkpoint
@@ -216,16 +222,20 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
                          f"export one of those with --trial")
     load_checkpoint(c.checkpoint)  # refuse anything that is not a tunectl checkpoint before copying it
     cfg = from_dict(rec["config"])
+    builder = None
+    if is_reference(cfg.model):  # your own builder travels with the bundle, the params file naming the copy
+        cfg = cfg.replace(model_sha256=unchanged(cfg.model, cfg.model_sha256, allow_changed))
+        builder = file_of(cfg.model)
     from tunectl.data import DataSettings
 
     data = DataSettings.from_dict(c.meta["data"])
     with files.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
-        _write_bundle(bundle.path, out, study, c, cfg, data)
+        _write_bundle(bundle.path, out, study, c, cfg, data, builder)
     return {
         "study": study,
         "trial": n,
         "out": str(out),
-        "files": ["params.yaml", "model.pt", "split.json", "README.md"],
+        "files": ["params.yaml", "model.pt", "split.json", "README.md", *([builder.name] if builder else [])],
         "dev_error": rec.get("dev_error"),
         "train_error": rec.get("train_error"),
         "params": rec.get("params"),
@@ -233,11 +243,14 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     }
 
 
-def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data: dict[str, Any]) -> None:
+def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data, builder: Path | None = None) -> None:
     """The export's files, written into `folder`; the README names their final place, `out`."""
     import shutil
 
     rec, n = c.record, c.record["number"]
+    if builder is not None:  # params.yaml names the copy, relative to itself: the bundle is whole
+        shutil.copyfile(builder, folder / builder.name)
+        cfg = cfg.replace(model=f"{builder.name}:{cfg.model.rpartition(':')[2]}")
     files.write_text(folder / "params.yaml", runs.params_text(cfg, data))
     shutil.copyfile(c.checkpoint, folder / "model.pt")
     files.write_json(folder / "split.json", c.meta["manifest"])

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tunectl import builders
+from tunectl.builders import is_reference
 from tunectl.config import TrainConfig, from_dict
 from tunectl.errors import ConfigError
 
@@ -90,7 +92,13 @@ def _cnn_body(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[nn.Module
 
 
 def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> Net:
-    """A fresh, initialised model for this config and data shape."""
+    """A fresh, initialised model for this config and data shape.
+
+    Your own builder (model: FILE.py:FUNCTION) makes the body and keeps its own initialisation;
+    its raw outputs meet the same losses (and so the same heads) as tunectl's own models."""
+    if is_reference(cfg.model):
+        return Net(builders.build(cfg.model, cfg.model_sha256 or None, input_shape, out_dim, cfg.model_params),
+                   nn.Identity())
     if cfg.model == "transfer":
         return _transfer(cfg, input_shape, out_dim)
     if cfg.init_from:  # silently training from scratch would hide the mistake
@@ -103,6 +111,22 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) ->
     nn.init.xavier_normal_(head.weight)  # the head is linear: Xavier with gain 1
     nn.init.zeros_(head.bias)
     return net
+
+
+def config_for(values: dict[str, Any], allow_changed: bool = False) -> TrainConfig:
+    """Hyperparameter values (--set, a params file, --model) -> TrainConfig. With your own builder,
+    the names it takes go to it (builders.route) and its file's SHA-256 is recorded; a recorded
+    hash the file no longer has is refused unless `allow_changed` (--allow-changed-model)."""
+    from tunectl.config import FIELD_NAMES
+
+    model = values.get("model")
+    if not is_reference(model):
+        return from_dict(values)
+    recorded = values.get("model_sha256") or None
+    fn = builders.function(model, None if allow_changed else recorded)
+    values = {**values, "model_sha256": builders.sha256(model)}
+    names, any_ok = builders.signature(fn)
+    return from_dict(builders.route(values, model, FIELD_NAMES, names, any_ok))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -149,9 +173,13 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Net, TrainConfig]:
-    """Rebuild a saved model (structure from its config, weights from its state dict)."""
+def model_from_checkpoint(ckpt: dict[str, Any], allow_changed: bool = False) -> tuple[Net, TrainConfig]:
+    """Rebuild a saved model (structure from its config, weights from its state dict). A user
+    model is rebuilt by its builder, whose file must still have the recorded SHA-256 unless
+    `allow_changed` (--allow-changed-model)."""
     cfg = from_dict(ckpt["config"])
+    if allow_changed and is_reference(cfg.model):
+        cfg = cfg.replace(model_sha256=builders.sha256(cfg.model))
     shape, out_dim = tuple(ckpt["input_shape"]), int(ckpt["out_dim"])
     if cfg.model == "transfer":  # the structure comes from the recorded source, never from init_from's file
         if cfg.arch == "tunectl" and not ckpt.get("source_config"):
@@ -213,7 +241,12 @@ def _torchvision_body(arch: str, input_shape: tuple[int, ...]) -> tuple[nn.Modul
 
 
 def _source_body(source_config: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[nn.Module, int, nn.Module | None]:
+    source_config = dict(source_config)
+    out_dim = source_config.pop("out_dim", None)  # a user model's: its builder needs it to build
     src = from_dict(source_config)
+    if is_reference(src.model):  # your own model: all of it is the body, its raw outputs the features
+        return builders.build(src.model, src.model_sha256 or None, input_shape, int(out_dim or 1), src.model_params), \
+            int(out_dim or 1), None
     if src.model == "transfer":  # a torchvision-bodied transfer (a tunectl-bodied one records its own source)
         return _torchvision_body(src.arch, input_shape)
     body, n = (_cnn_body if src.model == "cnn" else _mlp_body)(src, input_shape)
@@ -259,7 +292,10 @@ def _from_tunectl(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) 
             f"{cfg.init_from}: trained on inputs of shape {tuple(src['input_shape'])}, this data set has "
             f"{tuple(input_shape)}; transfer needs the same kind of input"
         )
-    net = _transfer_shell(cfg, input_shape, out_dim, src.get("source_config") or src["config"])
+    source = src.get("source_config") or src["config"]
+    if is_reference(source.get("model")):  # your own model as the source: its builder needs its out_dim
+        source = {**source, "out_dim": src["out_dim"]}
+    net = _transfer_shell(cfg, input_shape, out_dim, source)
     body = {k.removeprefix("body."): v for k, v in src["state_dict"].items() if k.startswith("body.")}
     try:
         net.body.load_state_dict(body)

@@ -7,15 +7,17 @@ shape, so `tunectl train --params DIR/params.yaml` reproduces a trial.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
+from tunectl import files
+from tunectl.builders import is_reference, resolve
 from tunectl.config import TrainConfig, from_dict
 from tunectl.data import DataSettings, Splits, load_splits
-import time
-import yaml
-from tunectl import files
 from tunectl.errors import ConfigError
 
 RUNS = Path("studies/runs")  # default home of run folders, relative to where tunectl runs
@@ -65,6 +67,9 @@ def read_params(path: Path):
     bad = [k for k in doc if not isinstance(k, str)]
     if bad:
         raise ConfigError(f"{where}: key {short(bad[0], 60)} is not a hyperparameter name")
+    if is_reference(doc.get("model")):  # your own builder: its path is relative to this file, its names its own
+        doc["model"] = resolve(doc["model"], path.parent)
+        return doc, data
     try:
         from_dict(doc)  # validate names and types now, naming the file
     except ConfigError as e:
@@ -82,6 +87,7 @@ def params_text(cfg: TrainConfig, data) -> str:
 
 def new_run_dir(root: Path, dataset: str, model: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in dataset.split("/")[-1])
+    model = Path(model.rpartition(":")[0]).stem if ":" in model else model  # your builder: its file's name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{safe}-{model}-{stamp}"
     n = 1
@@ -104,15 +110,19 @@ class Plan:
 
 
 def plan(values: dict[str, Any], data: DataSettings, out: Path | None = None, force: bool = False,
-         device: str | None = None) -> Plan:
+         device: str | None = None, allow_changed: bool = False) -> Plan:
     """Check everything a run needs before it starts: the device, the output folder, the
-    configuration, the data, and that the model builds on them. Nothing is written."""
+    configuration (your own builder's parameters and file hash included), the data, and that the
+    model builds on them and gives the right outputs. Nothing is written."""
+    from tunectl.models import config_for
     from tunectl.train import check, check_device
 
     check_device(device)  # an unknown or absent device: one line before the data load
     if out is not None:
         files.check_new_folder(out, force)  # before the data load and the training, not after
-    cfg = from_dict(values)
+    if is_reference(values.get("model")):
+        values = {**values, "model": resolve(values["model"])}
+    cfg = config_for(values, allow_changed)
     splits = load_splits(data)
     check(cfg, splits)  # a batch too large, cnn on tabular data, transfer without a source
     out = Path(out) if out else new_run_dir(RUNS, data.dataset, cfg.model)

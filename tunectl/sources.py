@@ -39,6 +39,7 @@ PREFIXED = {
     "folder:DIR": "torchvision ImageFolder: one sub-folder per class (--image-size to resize)",
     "csv:PATH": "a CSV file with a header row (--target COLUMN)",
     "npz:PATH": "a NumPy .npz file with arrays x and y",
+    "py:FILE.py:FUNCTION": "your own loader: FUNCTION() returns (x, y) or (x, y, task); x of N x H x W is images",
 }
 
 TASKS = ("binary", "multiclass", "regression")
@@ -110,6 +111,8 @@ def load_dataset(spec: DataSpec) -> Dataset:
         ds = _load_csv(Path(name.removeprefix("csv:")), spec.target)
     elif name.startswith("npz:"):
         ds = _load_npz(Path(name.removeprefix("npz:")))
+    elif name.startswith("py:"):
+        ds = _load_py(name.removeprefix("py:"))
     else:
         known = ", ".join([*EMBEDDED, *TORCHVISION, *PREFIXED])
         raise DataError(f"unknown data set {_short(name)}; use one of: {known} (see `tunectl datasets`)")
@@ -364,6 +367,28 @@ def _load_npz(path: Path) -> Dataset:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
         raise DataError(f"{where}: not a readable .npz file ({_short(str(e))}); save it with "
                         f"np.savez(PATH, x=x, y=y)") from None
+    return _from_arrays(x, y, where)
+
+
+def _load_py(ref: str) -> Dataset:
+    """`py:FILE.py:FUNCTION`: your own loader returns (x, y) or (x, y, task), arrays or tensors; from
+    there on they are read as an npz's are. x of N x H x W is one-channel images."""
+    from tunectl.builders import load_data, resolve
+
+    where = f"py:{ref}"
+    x, y, task = load_data(resolve(ref))
+    try:
+        x, y = (np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a) for a in (x, y))
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{where}: x and y must be arrays or tensors ({_short(str(e))})") from None
+    if x.ndim == 3:  # N x H x W: one-channel images, like N x 1 x H x W
+        x = x[:, None]
+    ds = _from_arrays(x, y, where)
+    return _force_task(ds, task) if task else ds
+
+
+def _from_arrays(x: np.ndarray, y: np.ndarray, where: str) -> Dataset:
+    """Arrays x (N x features, or N x C x H x W images) and y (N targets) -> a Dataset, or one line why not."""
     for label, a in (("x", x), ("y", y)):
         if a.ndim == 0:
             raise DataError(f"{where}: {label} is a single value (0-d), not one row per example; "

@@ -22,14 +22,16 @@ from typing import Any
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from tunectl.builders import is_reference, resolve
 from tunectl.config import FIELD_TYPES, TrainConfig, check_size, closest_field, coerce, from_dict, short
 from tunectl.errors import ConfigError, SpaceError
 
-TOP_KEYS = ("model", "dataset", "epochs", "params", "fixed")
+TOP_KEYS = ("model", "model_sha256", "dataset", "epochs", "params", "fixed")
+ROLES = ("capacity", "regularization")  # what a builder's own parameter is to the bias/variance advice
 SPEC_KEYS = {
-    "float": {"type", "low", "high", "log", "step", "when", "one_minus"},
-    "int": {"type", "low", "high", "log", "step", "when"},
-    "categorical": {"type", "choices", "when"},
+    "float": {"type", "low", "high", "log", "step", "when", "one_minus", "role"},
+    "int": {"type", "low", "high", "log", "step", "when", "role"},
+    "categorical": {"type", "choices", "when", "role"},
 }
 MAX_CHOICES = 1000  # categorical choices per parameter: a grid of thousands is not a search, and Optuna stores them all per trial
 MAX_NODES = 100_000  # values in a space document, counted with YAML aliases expanded ('billion laughs')
@@ -47,11 +49,15 @@ class Space:
     dataset: str | None = None
     epochs: int = 20
     origin: str = "<space>"
+    model_sha256: str | None = None  # your own builder (model: FILE.py:FUNCTION): its file's SHA-256
+    builder_params: tuple[str, ...] = ()  # the names under params/fixed that go to your builder
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.model:
             d["model"] = self.model
+        if self.model_sha256:
+            d["model_sha256"] = self.model_sha256
         if self.dataset:
             d["dataset"] = self.dataset
         d["epochs"] = self.epochs
@@ -61,7 +67,10 @@ class Space:
 
     def fingerprint(self) -> str:
         """A canonical text: two spaces are the same search iff their fingerprints are."""
-        return json.dumps({k: v for k, v in self.to_dict().items() if k != "dataset"}, sort_keys=True)
+        d = {k: v for k, v in self.to_dict().items() if k != "dataset"}
+        if self.model_sha256:  # your builder is its file's content, wherever this machine keeps it
+            d["model"] = self.model.rpartition(":")[2]
+        return json.dumps(d, sort_keys=True)
 
     def optuna_name(self, name: str) -> str:
         return f"one_minus_{name}" if self.params[name].get("one_minus") else name
@@ -98,6 +107,8 @@ def load_space(path: Path | str) -> Space:
         raise SpaceError(f"{path}: cannot read the search-space file ({e.strerror or type(e).__name__}); "
                          f"give the path of a YAML file") from None
     doc = load_yaml(text, str(path), SpaceError)
+    if isinstance(doc, dict) and is_reference(doc.get("model")):  # your builder: relative to this file
+        doc = {**doc, "model": resolve(doc["model"], path.parent)}
     return parse_space(doc, str(path))
 
 
@@ -153,21 +164,15 @@ def _check_value(where: str, name: str, value: Any, what: str) -> Any:
         raise SpaceError(f"{where}: {what} {_short(value)} is invalid: {e}") from None
 
 
-def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
+def _spec(origin: str, name: str, raw: Any, builder: bool = False) -> dict[str, Any]:
     where = f"{origin}: params.{_name(name)}"
+    if builder:
+        return _builder_spec(where, name, raw)
     if name not in FIELD_TYPES:
         raise SpaceError(f"{where}: unknown hyperparameter{closest_field(name)}")
     if name in RESERVED:
         raise SpaceError(f"{where}: cannot be searched; {RESERVED[name]}")
-    if not isinstance(raw, dict):
-        raise SpaceError(f"{where}: expected a mapping like {{type: float, low: 1e-4, high: 1e-1, log: true}}")
-    kind = raw.get("type")
-    if kind not in SPEC_KEYS:
-        raise SpaceError(f"{where}.type: {_short(kind)} is not float, int or categorical")
-    unknown = set(raw) - SPEC_KEYS[kind]
-    if unknown:
-        raise SpaceError(f"{where}: unknown key {_short(sorted(map(str, unknown))[0])} for type {kind}; allowed: {', '.join(sorted(SPEC_KEYS[kind]))}")
-    spec: dict[str, Any] = {"type": kind}
+    kind, spec = _spec_head(where, raw)
     field_type = FIELD_TYPES[name]
     if kind == "categorical":
         choices = raw.get("choices")
@@ -223,6 +228,79 @@ def _spec(origin: str, name: str, raw: Any) -> dict[str, Any]:
     return spec
 
 
+def _spec_head(where: str, raw: Any) -> tuple[str, dict[str, Any]]:
+    """What every parameter spec must be: a mapping with a known type and only that type's keys."""
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{where}: expected a mapping like {{type: float, low: 1e-4, high: 1e-1, log: true}}")
+    kind = raw.get("type")
+    if kind not in SPEC_KEYS:
+        raise SpaceError(f"{where}.type: {_short(kind)} is not float, int or categorical")
+    unknown = set(raw) - SPEC_KEYS[kind]
+    if unknown:
+        raise SpaceError(f"{where}: unknown key {_short(sorted(map(str, unknown))[0])} for type {kind}; allowed: {', '.join(sorted(SPEC_KEYS[kind]))}")
+    return kind, {"type": kind, **_role(where, raw)}
+
+
+def _role(where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    if "role" not in raw:
+        return {}
+    if raw["role"] not in ROLES:
+        raise SpaceError(f"{where}.role: {_short(raw['role'])} is not one of {', '.join(ROLES)}")
+    return {"role": raw["role"]}
+
+
+def _builder_spec(where: str, name: str, raw: Any) -> dict[str, Any]:
+    """A parameter of your own builder: the same range syntax, its values passed as they are."""
+    kind, spec = _spec_head(where, raw)
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices or len(choices) > MAX_CHOICES:
+            raise SpaceError(f"{where}.choices: give a non-empty list of at most {MAX_CHOICES}, e.g. choices: [3, 5]")
+        if not all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+            raise SpaceError(f"{where}.choices: each choice must be a number, a name, true/false or null")
+        spec["choices"] = choices
+    else:
+        num = int if kind == "int" else float
+        for key in ("low", "high"):
+            if key not in raw:
+                raise SpaceError(f"{where}: missing '{key}'; give low and high")
+        low, high = _number(where, "low", raw["low"], num), _number(where, "high", raw["high"], num)
+        if low >= high:
+            raise SpaceError(f"{where}: low must be < high (got {low} >= {high}); swap or widen them")
+        spec.update(low=low, high=high)
+        if raw.get("log"):
+            if low <= 0:
+                raise SpaceError(f"{where}: log scale needs low > 0 (got {low})")
+            spec["log"] = True
+        if "step" in raw:
+            spec["step"] = _number(where, "step", raw["step"], num)
+    if "when" in raw:
+        when = raw["when"]
+        if not isinstance(when, dict) or not when:
+            raise SpaceError(f"{where}.when: expected a mapping like {{optimizer: [momentum, rmsprop]}}")
+        spec["when"] = {str(k): v if isinstance(v, list) else [v] for k, v in when.items()}
+    return spec
+
+
+def _builder_names(origin: str, doc: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """Your builder (model: FILE.py:FUNCTION): its file's SHA-256 (the recorded one must still hold:
+    checked before the file runs) and which of the space's names go to it."""
+    from tunectl import builders
+    from tunectl.config import FIELD_NAMES
+
+    model = doc["model"]
+    try:
+        fn = builders.function(model, doc.get("model_sha256") or None,
+                               "restore it, or give the file with that content (a worker: --model PATH:FUNCTION)")
+        sha = builders.sha256(model)
+        names, any_ok = builders.signature(fn)
+        given = {str(k): None for part in ("params", "fixed") for k in (doc.get(part) or {})}
+        routed = builders.route(given, model, FIELD_NAMES, names, any_ok, where="params/fixed ")
+    except ConfigError as e:
+        raise SpaceError(f"{origin}: {e}") from None
+    return sha, tuple(routed["model_params"])
+
+
 def parse_space(doc: Any, origin: str = "<space>") -> Space:
     if not isinstance(doc, dict):
         raise SpaceError(f"{origin}: expected a mapping with 'params' (and optionally fixed, model, dataset, epochs)")
@@ -237,9 +315,15 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
         raise SpaceError(f"{origin}: 'params' must map at least one hyperparameter to its range")
     if not isinstance(fixed_raw, dict):
         raise SpaceError(f"{origin}: 'fixed' must map hyperparameters to values, e.g. fixed: {{activation: relu}}")
-    specs = {str(name): _spec(origin, str(name), raw) for name, raw in params_raw.items()}
+    sha, own = _builder_names(origin, doc) if is_reference(doc.get("model")) else (None, ())
+    specs = {str(name): _spec(origin, str(name), raw, str(name) in own) for name, raw in params_raw.items()}
     fixed = {}
     for name, value in fixed_raw.items():
+        if name in own:  # your builder's: passed as written
+            if name in specs:
+                raise SpaceError(f"{origin}: '{name}' is both searched and fixed; keep one")
+            fixed[name] = value
+            continue
         if name not in FIELD_TYPES:
             raise SpaceError(f"{origin}: fixed.{_name(name)}: unknown hyperparameter{closest_field(str(name))}")
         if name in specs:
@@ -256,19 +340,20 @@ def parse_space(doc: Any, origin: str = "<space>") -> Space:
                 )
             if key == name:
                 raise SpaceError(f"{origin}: params.{name}.when refers to itself")
-            spec["when"][key] = [_check_value(f"{origin}: params.{name}.when.{key}", key, v, "value") for v in values]
+            if key not in own:
+                spec["when"][key] = [_check_value(f"{origin}: params.{name}.when.{key}", key, v, "value") for v in values]
     epochs = doc.get("epochs", 20)
     epochs = _number(f"{origin}: ", "epochs", epochs, int)
     if epochs < 1:
         raise SpaceError(f"{origin}: epochs must be >= 1 (got {epochs})")
     _check_value(origin, "epochs", epochs, "epochs")  # TrainConfig's upper bound too
     model = doc.get("model")
-    if model is not None:
+    if model is not None and not is_reference(model):
         _check_value(f"{origin}: model", "model", model, "model")
     dataset = doc.get("dataset")
     if dataset is not None and not isinstance(dataset, str):
         raise SpaceError(f"{origin}: dataset must be a name such as digits or csv:PATH")
-    return Space(_ordered(origin, specs), fixed, model, dataset, epochs, origin)
+    return Space(_ordered(origin, specs), fixed, model, dataset, epochs, origin, sha, own)
 
 
 def _name(name: Any, quote: bool = False, limit: int = 60) -> str:
@@ -320,8 +405,13 @@ def _suggest_one(trial: Any, name: str, spec: dict[str, Any]) -> Any:
 
 
 def trial_config(space: Space, chosen: dict[str, Any], base: TrainConfig) -> TrainConfig:
-    """The study's base config (model, seed, transfer source) + fixed + this trial's choices."""
-    return from_dict({**space.fixed, **chosen, "epochs": space.epochs}, base)
+    """The study's base config (model, seed, transfer source) + fixed + this trial's choices;
+    your builder's own names go to it (model_params), with its file's recorded SHA-256."""
+    values = {**space.fixed, **chosen, "epochs": space.epochs}
+    own = {k: values.pop(k) for k in list(values) if k in space.builder_params}
+    if space.model_sha256:
+        values.update(model=space.model, model_sha256=space.model_sha256, model_params={**base.model_params, **own})
+    return from_dict(values, base)
 
 
 def dump_space(space: Space, comments: list[str] | None = None) -> str:

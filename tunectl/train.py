@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tunectl.builders import check_outputs, is_reference
 from tunectl.config import TrainConfig
 from tunectl.data import Splits
 from tunectl.errors import ConfigError
@@ -191,7 +192,9 @@ def check(cfg: TrainConfig, splits: Splits) -> None:
     the training split, and the model builds on these inputs (cnn on tabular data, transfer without
     a source). Used by `train`, `tune` and every worker, so each refuses the same way."""
     batch_size_for(cfg, len(splits.x_train))
-    build_model(cfg, splits.input_shape, splits.out_dim)
+    model = build_model(cfg, splits.input_shape, splits.out_dim)
+    if is_reference(cfg.model):  # your own model: one mini-batch through it, before anything runs
+        check_outputs(cfg.model, model, splits.x_train, splits.out_dim)
 
 
 def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_batch: OnBatch | None = None,

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from tunectl import objective, results, studies, workers
 from tunectl.config import TrainConfig, from_dict
 from tunectl.errors import RunError, StudyError, TunectlError
+from tunectl.builders import is_reference, resolve
 from tunectl.results import ATTR, quiet_optuna
 from tunectl.space import Space, parse_space, trial_config
 from tunectl import files
@@ -130,6 +131,8 @@ def study_data(settings: TuneSettings):
 def base_config(settings: TuneSettings) -> TrainConfig:
     """The TrainConfig under the space: the defaults, the study seed, and --model / --init-from."""
     values = {"model": settings.space.model or "mlp", "seed": settings.seed, **settings.base}
+    if settings.space.model_sha256:
+        values["model_sha256"] = settings.space.model_sha256
     return from_dict(values)
 
 
@@ -296,6 +299,9 @@ def settings_for(space: Path | None, data: dict[str, Any], study: str | None = N
     if epochs is not None:
         sp = dataclasses.replace(sp, epochs=epochs)
     d = DataSettings.from_dict({}, **{**data, "dataset": data.get("dataset") or sp.dataset})
+    if is_reference(model):  # --model FILE.py:FUNCTION over the space's model: the space is read for it
+        sp = parse_space({**sp.to_dict(), "model": resolve(model), "model_sha256": None}, sp.origin)
+        model = None
     base = {k: v for k, v in (("model", model), ("init_from", init_from)) if v}
     name = study if study is not None else studies.safe_name(f"{d.dataset}-{space.stem}")
     return TuneSettings(sp, d.to_dict(), name, storage, base=base, **options)
@@ -318,15 +324,41 @@ def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = N
     meta = results.open_study(name, storage).user_attrs.get(ATTR)
     if meta is None:
         raise StudyError(f"study '{name}' exists but was not made by tunectl; name a new one with --study NEW")
-    space = parse_space(meta["space"], f"study '{name}'")
+    doc = dict(meta["space"])
+    if is_reference(doc.get("model")):  # your own builder: this machine's file must be the study's, before it runs
+        doc["model"] = _worker_builder(name, doc, model)
+    elif model is not None and model != meta["base"].get("model"):
+        raise StudyError(f"study '{name}' tunes model {meta['base'].get('model')}, not {model}; drop --model to join it")
+    space = parse_space(doc, f"study '{name}'")
     if epochs is not None:  # a different budget is a different search: prepare() refuses it by name
         space = dataclasses.replace(space, epochs=epochs)
-    if model is not None and model != meta["base"].get("model"):
-        raise StudyError(f"study '{name}' tunes model {meta['base'].get('model')}, not {model}; drop --model to join it")
     if not options.get("artifacts"):
         options["artifacts"] = meta.get("artifacts")
     return TuneSettings(space, {**meta["data"], **(data or {})}, name, storage, sampler=meta["sampler"],
                         pruner=meta["pruner"], seed=meta["seed"], base=dict(meta["base"]), **options)
+
+
+def _worker_builder(name: str, doc: dict[str, Any], model: str | None) -> str:
+    """The builder this worker will run: the file the study recorded, or the copy `--model` names;
+    either way its SHA-256 must be the study's. Checked without running the file; a file this
+    machine does not have is never looked for elsewhere."""
+    from tunectl import builders
+
+    ref = builders.resolve(model) if builders.is_reference(model) else doc["model"]
+    if model is not None and not builders.is_reference(model):
+        raise StudyError(f"study '{name}' tunes your builder {builders.label(doc['model'])}, not {model}; "
+                         f"drop --model, or give this machine's copy with --model PATH:FUNCTION")
+    path, func = builders.file_of(ref), ref.rpartition(":")[2]
+    if path is None:
+        return ref
+    if not path.is_file():
+        raise StudyError(f"{path.name}: study '{name}' tunes {builders.label(ref)} from {path}, which this machine "
+                         f"does not have; give this worker its copy with --model PATH/{path.name}:{func}")
+    recorded = doc.get("model_sha256")
+    if recorded and builders.sha256(ref) != recorded:
+        raise StudyError(f"{path.name}: not the file study '{name}' was tuned with (SHA-256 {recorded[:12]}, here "
+                         f"{builders.sha256(ref)[:12]}); give this worker the study's file with --model PATH:{func}")
+    return ref
 
 
 def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -426,9 +458,9 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     """
     study, splits = prepare(settings, on_note)
     jobs, why = workers.plan_jobs(settings.jobs, settings.n_trials, _finished(study))
-    if jobs != settings.jobs:
+    if jobs != settings.jobs and why:
         on_note(f"--jobs {settings.jobs}: running {jobs} worker{'s' * (jobs > 1)} ({why})")
-        settings.jobs = jobs
+    settings.jobs = jobs
     start = time.time()
 
     def progress() -> None:

@@ -192,8 +192,10 @@ def plan_jobs(asked: int, n_trials: int | None, finished: int) -> tuple[int, str
         fit = max(1, int(0.8 * free // per_worker))
         if fit < jobs:
             jobs, why = fit, [f"{free / 2**30:.1f} GiB free at {per_worker / 2**30:.1f} GiB a worker"]
-    if n_trials is not None and jobs > max(1, n_trials - finished):
-        jobs, why = max(1, n_trials - finished), [f"{max(0, n_trials - finished)} trials left to run"]
+    if n_trials is not None and n_trials <= finished:
+        return 1, ""  # the study has its trials: nothing will run, and there is nothing to say
+    if n_trials is not None and jobs > n_trials - finished:
+        jobs, why = n_trials - finished, [f"{n_trials - finished} trial{'s' * (n_trials - finished > 1)} left to run"]
     return jobs, "; ".join(why)
 
 
