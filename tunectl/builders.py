@@ -207,6 +207,30 @@ def check_outputs(ref: str, model, x, out_dim: int) -> None:
                           f"{len(x[:2])}; expected ({len(x[:2])}, {out_dim}): {out_dim} raw value(s) per example")
 
 
+# ----------------------------------------------------------------------------- a study's builder on a worker
+
+
+def worker_copy(name: str, doc: dict[str, Any], model: str | None) -> str:
+    """The builder this worker will run: the file the study recorded, or the copy `--model` names;
+    either way its SHA-256 must be the study's. Checked without running the file; a file this
+    machine does not have is never looked for elsewhere."""
+    ref = resolve(model) if is_reference(model) else doc["model"]
+    if model is not None and not is_reference(model):
+        raise ConfigError(f"study '{name}' tunes your builder {label(doc['model'])}, not {model}; "
+                         f"drop --model, or give this machine's copy with --model PATH:FUNCTION")
+    path, func = file_of(ref), ref.rpartition(":")[2]
+    if path is None:
+        return ref
+    if not path.is_file():
+        raise ConfigError(f"{path.name}: study '{name}' tunes {label(ref)} from {path}, which this machine "
+                         f"does not have; give this worker its copy with --model PATH/{path.name}:{func}")
+    recorded = doc.get("model_sha256")
+    if recorded and sha256(ref) != recorded:
+        raise ConfigError(f"{path.name}: not the file study '{name}' was tuned with (SHA-256 {recorded[:12]}, here "
+                         f"{sha256(ref)[:12]}); give this worker the study's file with --model PATH:{func}")
+    return ref
+
+
 # ----------------------------------------------------------------------------- data loaders
 
 

@@ -163,14 +163,19 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint; give the model.pt of a tunectl run or export")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling refusal means "not ours"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path}: not a tunectl checkpoint, refused without unpickling ({first[:120]})") from None
+    ckpt = _safe_load(path, "not a tunectl checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path}: not a tunectl checkpoint (no '{CHECKPOINT_FORMAT}' marker); use a model.pt written by tunectl")
     return ckpt
+
+
+def _safe_load(path: Path | str, what: str, hint: str = "") -> Any:
+    """torch.load with weights_only=True: never runs pickled code; any refusal is one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling refusal means "not what we expect"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: {what}, refused without unpickling ({first[:120]}){hint}") from None
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], allow_changed: bool = False) -> tuple[Net, TrainConfig]:
@@ -309,11 +314,7 @@ def _load_torchvision_weights(net: Net, cfg: TrainConfig) -> None:
     hint = f"save one with torch.save(torchvision.models.{arch}(weights=...).state_dict(), PATH)"
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such weights file; {hint}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-    except Exception as e:  # noqa: BLE001 - any unpickling refusal means "not a state dict"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path}: not a {arch} state dict, refused without unpickling ({first[:120]}); {hint}") from None
+    state = _safe_load(path, f"not a {arch} state dict", f"; {hint}")
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         raise ConfigError(f"{path} is a tunectl checkpoint: start from it with arch=tunectl (the default)")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

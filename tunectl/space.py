@@ -191,12 +191,7 @@ def _spec(origin: str, name: str, raw: Any, builder: bool = False) -> dict[str, 
         num = int if kind == "int" else float
         if field_type is int and kind == "float":
             raise SpaceError(f"{where}: {name} takes whole numbers; use type: int")
-        for key in ("low", "high"):
-            if key not in raw:
-                raise SpaceError(f"{where}: missing '{key}'; give low and high")
-        low, high = _number(where, "low", raw["low"], num), _number(where, "high", raw["high"], num)
-        if low >= high:
-            raise SpaceError(f"{where}: low must be < high (got {low} >= {high}); swap or widen them")
+        low, high = _range(where, raw, num)
         spec.update(low=low, high=high)
         log = raw.get("log", False)
         if not isinstance(log, bool):
@@ -241,6 +236,16 @@ def _spec_head(where: str, raw: Any) -> tuple[str, dict[str, Any]]:
     return kind, {"type": kind, **_role(where, raw)}
 
 
+def _range(where: str, raw: dict[str, Any], num: type) -> tuple[Any, Any]:
+    for key in ("low", "high"):
+        if key not in raw:
+            raise SpaceError(f"{where}: missing '{key}'; give low and high")
+    low, high = _number(where, "low", raw["low"], num), _number(where, "high", raw["high"], num)
+    if low >= high:
+        raise SpaceError(f"{where}: low must be < high (got {low} >= {high}); swap or widen them")
+    return low, high
+
+
 def _role(where: str, raw: dict[str, Any]) -> dict[str, Any]:
     if "role" not in raw:
         return {}
@@ -261,12 +266,7 @@ def _builder_spec(where: str, name: str, raw: Any) -> dict[str, Any]:
         spec["choices"] = choices
     else:
         num = int if kind == "int" else float
-        for key in ("low", "high"):
-            if key not in raw:
-                raise SpaceError(f"{where}: missing '{key}'; give low and high")
-        low, high = _number(where, "low", raw["low"], num), _number(where, "high", raw["high"], num)
-        if low >= high:
-            raise SpaceError(f"{where}: low must be < high (got {low} >= {high}); swap or widen them")
+        low, high = _range(where, raw, num)
         spec.update(low=low, high=high)
         if raw.get("log"):
             if low <= 0:

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from tunectl import objective, results, studies, workers
 from tunectl.config import TrainConfig, from_dict
 from tunectl.errors import RunError, StudyError, TunectlError
+from tunectl import builders
 from tunectl.builders import is_reference, resolve
 from tunectl.results import ATTR, quiet_optuna
 from tunectl.space import Space, parse_space, trial_config
@@ -326,7 +327,7 @@ def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = N
         raise StudyError(f"study '{name}' exists but was not made by tunectl; name a new one with --study NEW")
     doc = dict(meta["space"])
     if is_reference(doc.get("model")):  # your own builder: this machine's file must be the study's, before it runs
-        doc["model"] = _worker_builder(name, doc, model)
+        doc["model"] = builders.worker_copy(name, doc, model)
     elif model is not None and model != meta["base"].get("model"):
         raise StudyError(f"study '{name}' tunes model {meta['base'].get('model')}, not {model}; drop --model to join it")
     space = parse_space(doc, f"study '{name}'")
@@ -336,29 +337,6 @@ def settings_from_study(name: str, storage: str, data: dict[str, Any] | None = N
         options["artifacts"] = meta.get("artifacts")
     return TuneSettings(space, {**meta["data"], **(data or {})}, name, storage, sampler=meta["sampler"],
                         pruner=meta["pruner"], seed=meta["seed"], base=dict(meta["base"]), **options)
-
-
-def _worker_builder(name: str, doc: dict[str, Any], model: str | None) -> str:
-    """The builder this worker will run: the file the study recorded, or the copy `--model` names;
-    either way its SHA-256 must be the study's. Checked without running the file; a file this
-    machine does not have is never looked for elsewhere."""
-    from tunectl import builders
-
-    ref = builders.resolve(model) if builders.is_reference(model) else doc["model"]
-    if model is not None and not builders.is_reference(model):
-        raise StudyError(f"study '{name}' tunes your builder {builders.label(doc['model'])}, not {model}; "
-                         f"drop --model, or give this machine's copy with --model PATH:FUNCTION")
-    path, func = builders.file_of(ref), ref.rpartition(":")[2]
-    if path is None:
-        return ref
-    if not path.is_file():
-        raise StudyError(f"{path.name}: study '{name}' tunes {builders.label(ref)} from {path}, which this machine "
-                         f"does not have; give this worker its copy with --model PATH/{path.name}:{func}")
-    recorded = doc.get("model_sha256")
-    if recorded and builders.sha256(ref) != recorded:
-        raise StudyError(f"{path.name}: not the file study '{name}' was tuned with (SHA-256 {recorded[:12]}, here "
-                         f"{builders.sha256(ref)[:12]}); give this worker the study's file with --model PATH:{func}")
-    return ref
 
 
 def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
