@@ -426,7 +426,7 @@ def test_test_split_is_sealed(digits, digits_ds):
 def test_scaling_uses_training_statistics_only():
     """Change every dev and test example wildly: the training tensors do not move."""
     ds = synthetic(500, k=5, features=3)
-    train_idx, dev_idx, test_idx, _ = D._split_indices(ds, None, 0)
+    train_idx, dev_idx, test_idx, _ = D.split_indices(ds, None, 0)
     other_x = ds.x.clone()
     other_x[dev_idx] = other_x[dev_idx] * 100 + 50
     other_x[test_idx] = -1000.0
@@ -447,7 +447,7 @@ def test_tabular_scaling_per_feature(breast_cancer):
 
 def test_image_scaling_per_channel(digits, digits_ds):
     assert abs(digits.x_train.mean().item()) < 1e-5 and abs(digits.x_train.std().item() - 1) < 1e-4
-    train_idx, dev_idx, _, _ = D._split_indices(digits_ds, None, 0)
+    train_idx, dev_idx, _, _ = D.split_indices(digits_ds, None, 0)
     raw_train = digits_ds.x[train_idx]
     expected_dev = (digits_ds.x[dev_idx] - raw_train.mean()) / raw_train.std()  # one channel: one mean, one std
     assert torch.allclose(digits.x_dev, expected_dev, atol=1e-5)
@@ -470,7 +470,7 @@ def test_constant_feature_stays_finite():
 
 def test_regression_targets_standardized_with_training_statistics(diabetes):
     ds = load_dataset(DataSpec("diabetes"))
-    train_idx, *_ = D._split_indices(ds, None, 0)
+    train_idx, *_ = D.split_indices(ds, None, 0)
     y_train = ds.y[train_idx]
     assert math.isclose(diabetes.y_scale, y_train.std().item(), rel_tol=1e-6)
     assert math.isclose(diabetes.manifest["scaling"]["y_mean"], y_train.mean().item(), rel_tol=1e-6)

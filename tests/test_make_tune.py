@@ -62,7 +62,7 @@ def made(tmp_path_factory):
     args[i + 1] = "3"
     args = [str(REPO / a) if a.endswith(".yaml") else a for a in args]  # the space, from the repository
     out: dict = {"args": args, "figures": [], "seen": []}
-    real_png, real_build = H._png, T.build_model
+    real_png, real_build = H.png, T.build_model
 
     def capture(fig, *a, **kw):
         out["figures"].append(figure_facts(fig))
@@ -84,7 +84,7 @@ def made(tmp_path_factory):
         mp.setattr(T, "build_model", counting_build)
         out["refit"] = ok_json(invoke("evaluate", out["tune"]["study"], "--refit", "--device", "cpu", "--json"))
         mp.setattr(T, "build_model", real_build)
-        mp.setattr(H, "_png", capture)
+        mp.setattr(H, "png", capture)
         result = invoke("report", out["tune"]["study"])
         assert result.exit_code == 0, (result.stderr, result.exception)
     out["cwd"], out["root"] = tmp, tmp / "studies"

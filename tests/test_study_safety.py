@@ -105,9 +105,9 @@ def test_plan_jobs_caps_by_cores_memory_and_trials_left(monkeypatch):
     from tunectl import workers
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(workers, "_memory", lambda: (2 * 2**30, 5 * 2**30))  # 2 GiB a worker, 5 GiB free
+    monkeypatch.setattr(workers, "memory", lambda: (2 * 2**30, 5 * 2**30))  # 2 GiB a worker, 5 GiB free
     assert workers.plan_jobs(48, None, 0) == (2, "5.0 GiB free at 2.0 GiB a worker")
-    monkeypatch.setattr(workers, "_memory", lambda: (None, None))
+    monkeypatch.setattr(workers, "memory", lambda: (None, None))
     assert workers.plan_jobs(48, None, 0) == (4, "4 CPU cores")
     assert workers.plan_jobs(3, 10, 8) == (2, "2 trials left to run")
     assert workers.plan_jobs(2, None, 0) == (2, "")

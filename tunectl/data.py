@@ -201,7 +201,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
 def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
 
-def _split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     from sklearn.model_selection import train_test_split
 
     check_split_seed(seed)
@@ -237,7 +237,7 @@ def make_splits(
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
             or not 0.0 < train_fraction <= 1.0:
         raise DataError(f"--train-fraction {_short(train_fraction)}: must be in (0, 1], e.g. 0.25")
-    train, dev, test, stratified = _split_indices(ds, ratios, seed)
+    train, dev, test, stratified = split_indices(ds, ratios, seed)
     manifest = {
         "dataset": ds.name,
         "spec": spec.to_dict() if spec else {"name": ds.name},

@@ -60,7 +60,7 @@ def _pyplot():
     return plt
 
 
-def _png(fig, width: float | None = None, height: float | None = None) -> str:
+def png(fig, width: float | None = None, height: float | None = None) -> str:
     """A figure as a base64 data URI, and the figure closed (a long-lived process must not leak them)."""
     plt = _pyplot()
     if width and height:
@@ -96,7 +96,7 @@ def _optuna_png(draw: Callable[[], Any], width: float, height: float, log_y: boo
     if len(flat) > 1:
         for ax in flat:
             ax.tick_params(axis="x", labelrotation=30)
-    return _png(flat[0].figure, width, height)
+    return png(flat[0].figure, width, height)
 
 
 def _given_importances(values: dict[str, float]):
@@ -132,7 +132,7 @@ def _curves_png(board: list[dict[str, Any]], unit: str) -> str:
     for ax in axes[:, 0]:
         ax.set_ylabel(unit)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def _diagnosis_png(train: float, dev: float, human: float, unit: str) -> str:
@@ -153,7 +153,7 @@ def _diagnosis_png(train: float, dev: float, human: float, unit: str) -> str:
     ax.set_xlim(0, max(dev, train, human, 1e-9) * 1.15)
     ax.set_xlabel(unit)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, fontsize=9, frameon=False)
-    return _png(fig)
+    return png(fig)
 
 
 # ----------------------------------------------------------------------------- html pieces

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunectl import files, studies, workers
+from tunectl import studies, workers
 from tunectl.numbers import clean
 from tunectl.space import suggest, trial_config
 
@@ -82,9 +82,7 @@ class Objective:
         trial.set_user_attr("best_epoch", hist.best_epoch)
         trial.set_user_attr("epochs_run", hist.epochs_run)
         trial.set_user_attr("seconds", hist.seconds)
-        folder = s.folder / "trials" / str(trial.number)
-        folder.mkdir(parents=True, exist_ok=True)
-        files.write_json(folder / "curve.json", curve)
+        studies.write_curve(s.folder, trial.number, curve)
         if hist.status == "diverged":
             trial.set_user_attr("reason", "diverged")
             raise optuna.TrialPruned("diverged")

@@ -26,7 +26,6 @@ from tunectl import builders
 from tunectl.builders import is_reference, resolve
 from tunectl.results import ATTR, quiet_optuna
 from tunectl.space import Space, parse_space, trial_config
-from tunectl import files
 from tunectl import storage as store
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
@@ -212,8 +211,8 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
         if created:
             from tunectl.space import dump_space
 
-            files.write_text(folder / "space.yaml", dump_space(settings.space, [f"search space of study {settings.study}"]))
-            files.write_json(folder / "split.json", splits.manifest)
+            studies.write_study_files(folder, dump_space(settings.space, [f"search space of study {settings.study}"]),
+                                      splits.manifest)
     except OSError:  # a full or read-only disk while making a new study: leave no half-made one behind
         if created:
             optuna.delete_study(study_name=settings.study, storage=storage)

@@ -187,7 +187,7 @@ def plan_jobs(asked: int, n_trials: int | None, finished: int) -> tuple[int, str
     cores = os.cpu_count() or 1
     if jobs > cores:
         jobs, why = cores, [f"{cores} CPU cores"]
-    per_worker, free = _memory()
+    per_worker, free = memory()
     if per_worker and free and jobs > 1:
         fit = max(1, int(0.8 * free // per_worker))
         if fit < jobs:
@@ -199,7 +199,7 @@ def plan_jobs(asked: int, n_trials: int | None, finished: int) -> tuple[int, str
     return jobs, "; ".join(why)
 
 
-def _memory() -> tuple[int | None, int | None]:
+def memory() -> tuple[int | None, int | None]:
     """(this process's resident bytes, the machine's available bytes), or None where unknown (not Linux)."""
     try:
         resident = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
