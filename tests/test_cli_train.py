@@ -145,7 +145,6 @@ BAD_INPUT = [
     (["--split", "0.5,0.2,0.2"], "sum to 0.9, not 1"),
     (["--split", "0.8,0.2"], "three positive fractions"),
     (["--train-fraction", "0"], "--train-fraction"),
-    (["--dataset", "iris", "--set", "batch_size=1000"], "larger than the training split"),
     (["--dataset", "iris", "--task", "regression"], "class names"),
     (["--dataset", "iris", "--task", "ranking"], "--task 'ranking'"),
     (["--dataset", "iris", "--model", "cnn"], "needs image data"),

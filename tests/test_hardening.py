@@ -180,8 +180,6 @@ BAD_INPUT = [
     ("CSV without data rows", (*TUNE, *S, "--dataset", "csv:header_only.csv", "--target", "y"), "at least one data row"),
     ("empty npz", (*TUNE, *S, "--dataset", "npz:empty.npz"), "npz:empty.npz: the data set is empty"),
     ("one class only", (*TUNE, *S, "--dataset", "csv:one_class.csv", "--target", "y"), "only one class in the targets"),
-    ("batch larger than the data", (*TUNE, "--space", "nobatch.yaml", "--dataset", "npz:small.npz"),
-     "nobatch.yaml: batch_size=64 is larger than the training split (24 examples)"),
     # options
     ("--split not summing to 1", (*TUNE, *S, "--split", "0.5,0.2,0.2"), "the fractions sum to 0.9, not 1"),
     ("--train-fraction 0", ("train", "--train-fraction", "0", "--out", "run"), "--train-fraction 0.0: must be in (0, 1]"),
@@ -252,6 +250,18 @@ def test_bad_input_one_line_exit_2_nothing_written(workspace, args, message):
     result = invoke(*args)
     assert_one_line(result, 2, message)
     assert snapshot(workspace) == before  # no study or run folder made, no file touched
+
+
+def test_a_batch_larger_than_the_data_is_the_full_batch(workspace):
+    """The default batch of 64 on 24 training examples: batch gradient descent, recorded, not refused."""
+    from tunectl.results import open_study
+
+    result = invoke(*TUNE, "--space", "nobatch.yaml", "--dataset", "npz:small.npz", "--study", "full", "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    (trial,) = open_study("full", root="studies").get_trials(deepcopy=False)
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["config"]["batch_size"] == 64
+    assert trial.user_attrs["batch_size_used"] == 24  # the whole training split
+    assert json.loads(result.stdout)["leaderboard"][0]["batch_size_used"] == 24
 
 
 def test_data_changed_under_a_study_refuses_to_resume(workspace):

@@ -71,10 +71,11 @@ def test_verdict_label(verdict, label):
 
 def test_train_summary_shows_the_run():
     run = {"status": "complete", "best_epoch": 7, "epochs": 10, "train_error": 0.0123456, "dev_error": 0.0417,
-           "epoch_seconds": 0.2346, "out": "studies/runs/digits-mlp-20260101-090000"}
+           "epoch_seconds": 0.2346, "out": "studies/runs/digits-mlp-20260101-090000", "batch_size_used": 64}
     text = render(train_summary, run, "multiclass")
     assert "Run summary (error rate)" in text
-    assert ("status complete best epoch 7 of 10 train error 0.0123 dev error 0.0417 seconds / epoch 0.235 "
+    assert ("status complete best epoch 7 of 10 train error 0.0123 dev error 0.0417 batch size used 64 "
+            "seconds / epoch 0.235 "
             "saved to studies/runs/digits-mlp-20260101-090000") in words(text)
     regression = words(render(train_summary, {**run, "train_error": 31.5, "dev_error": 40.25, "out": None},
                               "regression"))

@@ -14,7 +14,6 @@ import torch
 from tunectl.config import TrainConfig
 from tunectl.sources import Dataset
 from tunectl.data import make_splits
-from tunectl.errors import ConfigError
 from tunectl.models import build_model
 from tunectl.train import EVAL_BATCH, batch_size_for, evaluate, fit, make_optimizer, pick_device
 
@@ -87,10 +86,16 @@ def test_full_batch_gradient_descent_is_monotone(iris):
     assert batch_size_for(cfg, 90) == 90
 
 
-def test_batch_larger_than_the_training_split(iris):
-    with pytest.raises(ConfigError, match=r"batch_size=128 is larger than the training split \(90 examples\)"):
-        fit(TrainConfig(batch_size=128), iris, device=CPU)
+def test_batch_larger_than_the_training_split_is_the_full_batch(iris):
+    """A mini-batch at least as large as the training split is batch gradient descent, not an error."""
+    assert batch_size_for(TrainConfig(batch_size=128), 90) == 90
     assert batch_size_for(TrainConfig(batch_size=90), 90) == 90
+    assert batch_size_for(TrainConfig(batch_size=89), 90) == 89
+    big = fit(TrainConfig(epochs=2, batch_size=128), iris, device=CPU)
+    full = fit(TrainConfig(epochs=2, batch_size=0), iris, device=CPU)
+    assert big.batch_size_used == full.batch_size_used == 90 and big.to_dict()["batch_size_used"] == 90
+    same = [{k: v for k, v in r.items() if k != "seconds"} for r in big.curve]
+    assert same == [{k: v for k, v in r.items() if k != "seconds"} for r in full.curve]  # one step per epoch, both
 
 
 # ----------------------------------------------------------------------------- task heads and errors

@@ -45,6 +45,25 @@ def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=No
             "task": task, "split": split, "image_size": image_size, "split_seed": split_seed}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"tunectl {version('tunectl')}")
+        except PackageNotFoundError:  # a checkout run without installing it
+            typer.echo("tunectl (not installed: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print tunectl's version and exit")] = False,
+) -> None:
+    pass
+
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -58,6 +77,19 @@ def datasets(json_out: JsonOpt = False) -> None:
     if json_out:
         return print_json([{"name": n, "source": s} for n, s in rows])
     datasets_table(consoles(False)[0], rows)
+
+
+@app.command()
+def spaces(json_out: JsonOpt = False) -> None:
+    """List the search spaces shipped with tunectl: `tunectl tune --space NAME` works from any folder."""
+    with handled():
+        from tunectl.report import spaces_table
+        from tunectl.space import describe_shipped
+
+        rows = describe_shipped()
+        if json_out:
+            return print_json(rows)
+        spaces_table(consoles(False)[0], rows)
 
 
 @app.command()
@@ -115,7 +147,8 @@ def train(
 
 @app.command()
 def tune(
-    space: Annotated[Optional[Path], typer.Option("--space", "-s", help="search-space YAML (see searchspaces/; default quick.yaml); "
+    space: Annotated[Optional[str], typer.Option("--space", "-s", help="a shipped search space by name (quick, mlp, cnn, "
+                     "transfer: see `tunectl spaces`; default quick) or the path of a search-space YAML; "
                      "omit it to join a study that exists on --storage")] = None,
     dataset: DatasetOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="override the space's model")] = None,

@@ -48,7 +48,7 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> float:
-        from tunectl.train import fit
+        from tunectl.train import batch_size_for, fit
 
         s = self.settings
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -63,6 +63,8 @@ class Objective:
         cfg = trial_config(s.space, chosen, self.base)
         trial.set_user_attr("params", chosen)
         trial.set_user_attr("config", cfg.to_dict())
+        # a batch at least as large as the training split is the full batch: the size actually used
+        trial.set_user_attr("batch_size_used", batch_size_for(cfg, len(self.splits.x_train)))
         pruned_at: list[int] = []
 
         def on_epoch(epoch: int, m: dict[str, float]) -> bool:

@@ -66,11 +66,23 @@ def train_summary(console: Console, result: dict[str, Any], task: str) -> None:
         ("best epoch", f"{result['best_epoch']} of {result['epochs']}"),
         ("train error", fmt(result["train_error"])),
         ("dev error", fmt(result["dev_error"])),
+        ("batch size used", result.get("batch_size_used", "-")),
         ("seconds / epoch", fmt(result["epoch_seconds"], 3)),
         ("saved to", result.get("out") or "-"),
     ]
     for k, v in rows:
         t.add_row(k, str(v))
+    console.print(t)
+
+
+def spaces_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    t = Table(title="Search spaces (tunectl tune --space NAME)", title_justify="left")
+    t.add_column("name", style="bold", no_wrap=True)
+    t.add_column("model")
+    t.add_column("data set")
+    t.add_column("what it is for")
+    for r in rows:
+        t.add_row(r["name"], str(r["model"] or "-"), str(r["dataset"] or "-"), r["about"])
     console.print(t)
 
 

@@ -51,6 +51,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "dev_error": u.get("dev_error", t.value),
         "best_epoch": u.get("best_epoch"),
         "epochs": u.get("epochs_run", len(u.get("curve", []))),
+        "batch_size_used": u.get("batch_size_used"),
         "seconds": u.get("seconds"),
         "reason": u.get("reason", "worker died" if t.state == TrialState.FAIL else t.state.name.lower()),
         "curve": u.get("curve", []),
@@ -108,7 +109,8 @@ def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10
     best = None
     if complete:
         b = complete[0]
-        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs", "config")}
+        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs",
+                               "batch_size_used", "config")}
     return {
         "study": study.study_name,
         "storage": store.mask_url(storage_url) if storage_url else None,

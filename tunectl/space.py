@@ -1,6 +1,6 @@
 """Search-space files -> Optuna distributions, and `suggest(trial, space)`.
 
-A space file (see searchspaces/*.yaml and DESIGN.md) names TrainConfig fields under
+A space file (see searchspaces/*.yaml, shipped with the package: `--space quick`) names TrainConfig fields under
 `params` (searched) and `fixed` (held constant), plus the study's defaults (`model`,
 `dataset`, `epochs`). Every mistake is a SpaceError naming the file, the key and the fix.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,56 @@ def _distribution(s: dict[str, Any]) -> BaseDistribution:
     return FloatDistribution(s["low"], s["high"], log=s.get("log", False), step=s.get("step"))
 
 
+def shipped_dir() -> Path:
+    """The folder of the search spaces shipped with tunectl: tunectl/searchspaces/ in an installed
+    copy (package data, see pyproject.toml), or the repository's searchspaces/ in a checkout
+    (`pip install -e .`), where they are edited."""
+    from importlib.resources import files
+
+    installed = files("tunectl") / "searchspaces"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parent.parent / "searchspaces"
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in shipped_dir().glob("*.yaml"))
+
+
+def is_bare_name(text: str) -> bool:
+    """`quick`, `mlp`: a name without a folder or a .yaml suffix, which may name a shipped space."""
+    return bool(text) and "/" not in text and os.sep not in text and not text.lower().endswith((".yaml", ".yml"))
+
+
+def find_space(space: Path | str) -> Path:
+    """--space: a shipped space's name (`quick`, from any folder) or the path of a YAML file (as given).
+    A bare name that is not shipped is still a path if that file or folder exists here; otherwise
+    a SpaceError lists the shipped names."""
+    text = str(space)
+    if isinstance(space, Path) or not is_bare_name(text):
+        return Path(space)
+    shipped = shipped_dir() / f"{text}.yaml"
+    if shipped.is_file():
+        return shipped
+    if Path(text).exists():
+        return Path(text)
+    raise SpaceError(f"--space {text}: no such shipped search space; use one of: {', '.join(shipped_names())}, "
+                     f"or give the path of a YAML file (see `tunectl spaces`)")
+
+
+def describe_shipped() -> list[dict[str, Any]]:
+    """The shipped spaces: name, what they are for (their first comment line), model, data set, epochs."""
+    out = []
+    for name in shipped_names():
+        path = shipped_dir() / f"{name}.yaml"
+        text = path.read_text(encoding="utf-8")
+        about = next((ln.lstrip("#").strip().rstrip(":") for ln in text.splitlines() if ln.startswith("#")), "")
+        sp = load_space(path)
+        out.append({"name": name, "about": about, "model": sp.model, "dataset": sp.dataset, "epochs": sp.epochs,
+                    "params": list(sp.params), "path": str(path)})
+    return out
+
+
 def load_space(path: Path | str) -> Space:
     path = Path(path)
     try:
@@ -99,7 +150,8 @@ def load_space(path: Path | str) -> Space:
                              f"is it the right file?")
         text = raw.decode("utf-8")
     except FileNotFoundError:
-        raise SpaceError(f"{path}: no such search-space file; see searchspaces/ for examples") from None
+        raise SpaceError(f"{path}: no such search-space file; name a shipped space (see `tunectl spaces`) "
+                         f"or give the path of a YAML file") from None
     except UnicodeDecodeError as e:
         raise SpaceError(f"{path}: cannot read the search-space file (not UTF-8: byte 0x{e.object[e.start]:02x} "
                          f"at offset {e.start}); save it as UTF-8") from None

@@ -96,6 +96,7 @@ class History:
     task: str = ""
     input_shape: tuple[int, ...] = ()
     out_dim: int = 1
+    batch_size_used: int = 0  # the mini-batch actually used: the training split's size when the batch covers it
 
     @property
     def epochs_run(self) -> int:
@@ -110,6 +111,7 @@ class History:
             "dev_error": clean(self.dev_error),
             "best_epoch": self.best_epoch,
             "epochs": self.epochs_run,
+            "batch_size_used": self.batch_size_used,
             "seconds": self.seconds,
             "epoch_seconds": self.seconds / max(1, self.epochs_run),
             "history": clean(self.curve),
@@ -179,19 +181,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_sc
 
 
 def batch_size_for(cfg: TrainConfig, n_train: int) -> int:
-    if cfg.batch_size > n_train:
-        raise ConfigError(
-            f"batch_size={cfg.batch_size} is larger than the training split ({n_train} examples); "
-            f"use a smaller batch or batch_size=0 for the full batch"
-        )
-    return n_train if cfg.batch_size == 0 else cfg.batch_size
+    """The mini-batch size a run of `cfg` uses on `n_train` examples. A batch at least as large as the
+    training split (or batch_size=0) is the full batch: batch gradient descent, not an error."""
+    return n_train if cfg.batch_size == 0 or cfg.batch_size >= n_train else cfg.batch_size
 
 
 def check(cfg: TrainConfig, splits: Splits) -> None:
-    """Everything a run of `cfg` on `splits` needs, checked before it starts: the mini-batch fits
-    the training split, and the model builds on these inputs (cnn on tabular data, transfer without
-    a source). Used by `train`, `tune` and every worker, so each refuses the same way."""
-    batch_size_for(cfg, len(splits.x_train))
+    """Everything a run of `cfg` on `splits` needs, checked before it starts: the model builds on
+    these inputs (cnn on tabular data, transfer without a source). A batch larger than the training
+    split is the full batch, not a failure. Used by `train`, `tune` and every worker, so each
+    refuses the same way."""
     model = build_model(cfg, splits.input_shape, splits.out_dim)
     if is_reference(cfg.model):  # your own model: one mini-batch through it, before anything runs
         check_outputs(cfg.model, model, splits.x_train, splits.out_dim)
@@ -221,7 +220,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
 
         augment = augmenter(cfg.augment, splits.input_shape, splits.flips_ok)
 
-    hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim)
+    hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim, batch_size_used=bs)
     best_state: dict[str, torch.Tensor] | None = None
     best_dev, since_best = math.inf, 0
     start = time.perf_counter()

@@ -175,16 +175,13 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     fixed = trial_config(settings.space, {}, base)  # the fixed values must make a valid config
     from tunectl.train import check
 
-    # a batch larger than the training split, or a model that cannot be built (transfer without
-    # --init-from), would fail every trial: refuse it now, not after ten failed trials
-    searched = settings.space.params.get("batch_size")
-    for bs in [fixed.batch_size] if not searched else searched.get("choices") or [searched["low"]]:
-        try:
-            check(fixed.replace(batch_size=bs), splits)
-        except TunectlError as e:
-            where = "params.batch_size: " if searched and "batch_size" in str(e) else ""
-            hint = " (the default: set batch_size under fixed:)" if not searched and "batch_size" in str(e) else ""
-            raise type(e)(f"{settings.space.origin}: {where}{e}{hint}") from None
+    # a model that cannot be built (cnn on tabular data, transfer without --init-from) would fail
+    # every trial: refuse it now, not after ten failed trials. A batch larger than the training
+    # split is the full batch (batch gradient descent), not an error.
+    try:
+        check(fixed, splits)
+    except TunectlError as e:
+        raise type(e)(f"{settings.space.origin}: {e}") from None
     record = {
         "space": settings.space.to_dict(),
         "space_fingerprint": settings.space.fingerprint(),
@@ -272,18 +269,19 @@ def _record_changes(settings: TuneSettings, study: optuna.Study, old: dict[str, 
             note(f"study '{settings.study}': --{key} {now} from now on (it was {was}); recorded in the study")
 
 
-DEFAULT_SPACE = Path("searchspaces/quick.yaml")
+DEFAULT_SPACE = "quick"  # a shipped space (searchspaces/quick.yaml): found from any folder
 
 
-def settings_for(space: Path | None, data: dict[str, Any], study: str | None = None, storage: str | None = None,
+def settings_for(space: Path | str | None, data: dict[str, Any], study: str | None = None, storage: str | None = None,
                  model: str | None = None, init_from: str | None = None, epochs: int | None = None,
                  **options: Any) -> TuneSettings:
     """`tunectl tune`'s options -> TuneSettings. With --storage and --study but no --space, a worker
-    joins the study that exists there and takes its settings from it; otherwise the space file
-    (default quick.yaml) and `data` (command-line flags, None: unset) make a new or resumed study.
+    joins the study that exists there and takes its settings from it; otherwise the space (a file's
+    path, or a shipped space's name; default quick) and `data` (command-line flags, None: unset)
+    make a new or resumed study.
     `options` are the rest of TuneSettings (n_trials, timeout, jobs, sampler, pruner, seed, ...)."""
     from tunectl.data import DataSettings
-    from tunectl.space import load_space
+    from tunectl.space import find_space, load_space
 
     if epochs is not None and epochs < 1:
         raise TunectlError(f"--epochs {epochs}: must be at least 1")
@@ -294,7 +292,7 @@ def settings_for(space: Path | None, data: dict[str, Any], study: str | None = N
         if joined is not None:
             return joined
         options.update(own)
-    space = Path(space or DEFAULT_SPACE)
+    space = find_space(space or DEFAULT_SPACE)
     sp = load_space(space)
     if epochs is not None:
         sp = dataclasses.replace(sp, epochs=epochs)
