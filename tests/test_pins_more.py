@@ -255,6 +255,25 @@ def test_builder_parameter_ranges_are_kept_as_written(builder):
     assert space.params["hidden"] == {"type": "float", "low": 0.5, "high": 2.0, "step": 0.5}
     assert space.distributions() == {"hidden": FloatDistribution(0.5, 2.0, step=0.5)}
     assert type(space.params["hidden"]["high"]) is float
+    space = parse_space({"model": builder, "params": {
+        "hidden": {"type": "int", "low": 1, "high": 64, "log": True},
+        "act": {"type": "categorical", "choices": list(range(1000)), "when": {"hidden": [8, 16]}}}})
+    assert space.params["hidden"]["log"] is True and len(space.params["act"]["choices"]) == 1000
+    assert space.params["act"]["when"] == {"hidden": [8, 16]}
+
+
+def test_builder_step_is_typed_and_when_must_be_a_non_empty_mapping(builder):
+    space = parse_space({"model": builder, "params": {"hidden": {"type": "int", "low": 2, "high": 10, "step": 2.0}}})
+    assert space.params["hidden"]["step"] == 2 and type(space.params["hidden"]["step"]) is int
+    for when in ({}, "hidden"):
+        assert "params.act.when: expected a mapping" in space_error({"model": builder, "params": {
+            "hidden": {"type": "int", "low": 2, "high": 10},
+            "act": {"type": "categorical", "choices": ["relu"], "when": when}}})
+
+
+def test_a_missing_builder_file_is_named_with_the_space_file(tmp_path):
+    assert space_error({"model": f"{tmp_path}/none.py:build", **p(lr={"type": "float", "low": 1e-4, "high": 1e-1})}
+                       ).startswith("s.yaml: ")
 
 
 # ----------------------------------------------------------------------------- train: check()
@@ -338,8 +357,8 @@ def test_classification_divergence_is_caught_by_the_loss(iris):
 def test_binary_logit_zero_is_the_negative_class():
     """sigmoid(0) = 0.5 is not > 0.5: a zero logit predicts 0, as in `evaluate` and `predict`."""
     out = torch.tensor([[0.0], [0.0], [1.0], [-1.0]])
-    assert _wrong("binary", out, torch.tensor([0.0, 1.0, 1.0, 0.0])).item() == 1
-    assert _wrong("binary", out, torch.tensor([0, 1, 1, 0])).item() == 1
+    assert _wrong("binary", out, torch.tensor([0.0, 0.0, 1.0, 0.0])).item() == 0
+    assert _wrong("binary", out, torch.tensor([1, 1, 1, 0])).item() == 2
 
 
 def test_augmentation_level_and_flips_change_the_run(digits):
