@@ -20,16 +20,7 @@ import pytest
 import torch
 
 from conftest import invoke
-
-SPACE = """\
-epochs: 1
-params:
-  lr: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}
-fixed:
-  width: 8
-  depth: 1
-  batch_size: 32
-"""
+from test_hardening import SPACE  # the one-epoch lr search both files tune
 TUNE = ("tune", "--space", "space.yaml", "--dataset", "iris", "--root", "studies", "--pruner", "none", "--device", "cpu")
 ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"
 
