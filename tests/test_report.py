@@ -16,7 +16,7 @@ from rich.console import Console
 from tunectl.diagnose import diagnose
 from tunectl.report import (diagnosis_overview, diagnosis_panel, duration, evaluation, export_summary, fmt,
                             leaderboard, studies_table, train_summary, verdict_label)
-from tunectl.results import open_study, summarize
+from tunectl.results import importance_method, open_study, summarize
 
 LONG_NAME = "csv-house-prices-2026-with-every-feature-and-a-name-nobody-would-want-to-type-twice"  # 84 characters
 
@@ -110,8 +110,8 @@ def summary(**changes):
 
 
 def test_leaderboard_shows_counts_rows_best_and_importances():
-    text = render(leaderboard, summary(), {"lr": 0.7123, "width": 0.2, "optimizer": 0.0877},
-                  {4: "high variance", 1: "high bias"})
+    text = render(leaderboard, summary(importance_method=importance_method()),
+                  {"lr": 0.7123, "width": 0.2, "optimizer": 0.0877}, {4: "high variance", 1: "high bias"})
     flat = words(text)
     assert "digits-night data digits trials 5: complete 2, pruned 2, failed 1, running 0" in flat
     assert "epochs trained 14; pruning saved 8 (a trial may run 6)" in flat
@@ -122,7 +122,8 @@ def test_leaderboard_shows_counts_rows_best_and_importances():
         ["2", "1", "0.0417", "0.0251", "3", "high bias", "lr=1.23e-04, width=16, optimizer=momentum"]]
     assert ("Best trial 4: dev error 0.0306, train error 0.0102, best epoch 5; lr=0.0032, width=64, optimizer=adam"
             in flat)
-    assert "Parameter importances (fANOVA)" in text
+    assert "Parameter importances (PED-ANOVA)" in text and "fANOVA" not in text  # the evaluator results uses
+    assert "best 10% of complete trials" in flat  # and what its numbers mean
     importances = {r[0]: r[1:] for r in rows[2:]}
     assert {k: v[0] for k, v in importances.items()} == {"lr": "0.712", "width": "0.200", "optimizer": "0.088"}
     assert {k: len(v[1]) for k, v in importances.items()} == {"lr": 21, "width": 6, "optimizer": 3}  # importance x 30

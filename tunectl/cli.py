@@ -7,20 +7,84 @@ stderr; how each failure becomes one line and an exit code is `console.py`.
 
 from __future__ import annotations
 
+import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from tunectl.console import EXIT_INTERRUPTED, OneLineGroup, consoles, fail, handled, note, print_json
+from tunectl.console import EXIT_INTERRUPTED, FlagCommand, OneLineGroup, consoles, fail, handled, note, print_json
 
 app = typer.Typer(
     cls=OneLineGroup,
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Tune deep-learning hyperparameters the way a practitioner does by hand, overnight and at scale.",
 )
+
+# ----------------------------------------------------------------------------- choices and completion
+# Choices are Enums: --help lists them, completion offers them, a typo is one line (exit 2). The core
+# receives their plain string values (`.value`), and None still means "not given".
+
+
+class Sampler(str, Enum):
+    tpe = "tpe"
+    random = "random"
+    grid = "grid"
+    cmaes = "cmaes"
+    qmc = "qmc"
+
+
+class Pruner(str, Enum):
+    hyperband = "hyperband"
+    halving = "halving"
+    median = "median"
+    none = "none"
+
+
+class Task(str, Enum):
+    binary = "binary"
+    multiclass = "multiclass"
+    regression = "regression"
+
+
+def _value(choice: Enum | None) -> str | None:
+    return None if choice is None else choice.value
+
+
+def _starting(words: list[str], incomplete: str) -> list[str]:
+    return [w for w in words if w.startswith(incomplete)]
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """--model is free text (it also takes FILE.py:FUNCTION); completion offers the built-in models."""
+    return _starting(["mlp", "cnn", "transfer"], incomplete)
+
+
+def complete_device(incomplete: str) -> list[str]:
+    """--device is free text (cuda:N); completion offers the usual names, without importing torch."""
+    return _starting(["cpu", "cuda", "cuda:0", "cuda:1", "mps"], incomplete)
+
+
+def complete_study(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The study folders under --root (or TUNECTL_STUDIES, or studies/): folder names only, never
+    opening a study (no Optuna, no torch), so that a Tab answers at once."""
+    root = (ctx.params.get("root") if ctx is not None else None) or os.environ.get("TUNECTL_STUDIES") or "studies"
+    try:
+        names = sorted({p.parent.name for p in Path(root).glob("*/study.db")})
+    except OSError:
+        return []
+    return _starting(names, incomplete)
+
+
+def _device_given(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
+    """TUNECTL_DEVICE is shown on --device, but the core reads it itself (its messages name the variable):
+    a value from the environment is passed on as None, exactly as before."""
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    return None if getattr(source, "name", None) == "ENVIRONMENT" else value
+
 
 # ----------------------------------------------------------------------------- shared options
 
@@ -28,21 +92,30 @@ DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="digi
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="where torchvision data sets live")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="download a torchvision data set if absent")]
 TargetOpt = Annotated[Optional[str], typer.Option("--target", help="csv: the column to predict")]
-TaskOpt = Annotated[Optional[str], typer.Option("--task", help="force binary | multiclass | regression")]
+TaskOpt = Annotated[Optional[Task], typer.Option("--task", help="force the task (default: inferred from the targets)")]
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train,dev,test fractions, e.g. 0.8,0.1,0.1")]
+ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="classification: keep only these classes, relabelled "
+                       "0..k-1: 0-4, 5,6,7 or names as listed (recorded in the split)")]
 ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="folder: resize images to N x N")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout, nothing else")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, mps (default: the best present)")]
-StorageOpt = Annotated[Optional[str], typer.Option("--storage", envvar="TUNECTL_STORAGE", help="Optuna storage URL (default: studies/<study>/study.db); TUNECTL_STORAGE keeps a password out of ps")]
-RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the studies", envvar="TUNECTL_STUDIES")]
-StudyArg = Annotated[str, typer.Argument(help="study name")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", envvar="TUNECTL_DEVICE", show_envvar=True,
+                     callback=_device_given, autocompletion=complete_device,
+                     help="cpu, cuda, cuda:N, mps (default: the best present)")]
+StorageOpt = Annotated[Optional[str], typer.Option("--storage", envvar="TUNECTL_STORAGE", show_envvar=True, help="Optuna storage URL (default: studies/<study>/study.db); TUNECTL_STORAGE keeps a password out of ps")]
+RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the studies", envvar="TUNECTL_STUDIES",
+                                       show_envvar=True)]
+StudyArg = Annotated[str, typer.Argument(help="study name", autocompletion=complete_study)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live display: the final summary only")]
+ModelHelp = ("mlp | cnn | transfer, or your own builder FILE.py:FUNCTION (or package.module:FUNCTION): "
+             "FUNCTION(input_shape, out_dim, **params) -> nn.Module with raw outputs; its initialisation stays "
+             "yours; the file runs with your rights")
 TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
 
 
-def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None) -> dict[str, Any]:
+def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None, classes=None) -> dict[str, Any]:
     """The data options as given (None: not given), for DataSettings.from_dict(..., **flags)."""
     return {"dataset": dataset, "data_dir": str(data_dir) if data_dir is not None else None, "target": target,
-            "task": task, "split": split, "image_size": image_size, "split_seed": split_seed}
+            "task": _value(task), "split": split, "image_size": image_size, "split_seed": split_seed, "classes": classes}
 
 
 def _version(value: bool) -> None:
@@ -67,7 +140,7 @@ def _root(
 # ----------------------------------------------------------------------------- commands
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def datasets(json_out: JsonOpt = False) -> None:
     """List the data sets and where they come from."""
     from tunectl.report import datasets_table
@@ -79,7 +152,7 @@ def datasets(json_out: JsonOpt = False) -> None:
     datasets_table(consoles(False)[0], rows)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def spaces(json_out: JsonOpt = False) -> None:
     """List the search spaces shipped with tunectl: `tunectl tune --space NAME` works from any folder."""
     with handled():
@@ -92,12 +165,11 @@ def spaces(json_out: JsonOpt = False) -> None:
         spaces_table(consoles(False)[0], rows)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def train(
     dataset: DatasetOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="mlp | cnn | transfer, or your own builder "
-                     "FILE.py:FUNCTION (or package.module:FUNCTION): FUNCTION(input_shape, out_dim, **params) -> "
-                     "nn.Module with raw outputs; its initialisation stays yours; the file runs with your rights")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=ModelHelp,
+                                                 autocompletion=complete_model)] = None,
     params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml from `tunectl export` or a run's config.yaml")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, repeatable: --set lr=3e-4 --set depth=3")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="epochs to train")] = None,
@@ -115,9 +187,11 @@ def train(
     target: TargetOpt = None,
     task: TaskOpt = None,
     split: SplitOpt = None,
+    classes: ClassesOpt = None,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train one model and babysit it: live progress, a summary, a run folder."""
     with handled():
@@ -131,9 +205,9 @@ def train(
                  "init_from": str(init_from or weights) if (init_from or weights) else None}
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction,
-                                      **data_flags(dataset, data_dir, target, task, split, image_size, split_seed))
+                                      **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes))
         plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
-        stdout, stderr = consoles(json_out)
+        stdout, stderr = consoles(json_out, quiet)
         with TrainDisplay(stderr, plan.cfg.epochs, f"{data.dataset} {plan.cfg.model}") as display:
             result = runs.execute(plan, on_epoch=display.on_epoch, on_batch=display.on_batch)
         if result["moved"]:
@@ -145,22 +219,24 @@ def train(
             stdout.print("[yellow]The loss became NaN or infinite: lower lr (e.g. --set lr=1e-4) or check the inputs' scale.[/]")
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def tune(
     space: Annotated[Optional[str], typer.Option("--space", "-s", help="a shipped search space by name (quick, mlp, cnn, "
                      "transfer: see `tunectl spaces`; default quick) or the path of a search-space YAML; "
                      "omit it to join a study that exists on --storage")] = None,
     dataset: DatasetOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="override the space's model")] = None,
-    study: Annotated[Optional[str], typer.Option("--study", help="study name (default: <dataset>-<space>)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="override the space's model: " + ModelHelp,
+                                                 autocompletion=complete_model)] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="study name (default: <dataset>-<space>)",
+                                                 autocompletion=complete_study)] = None,
     storage: StorageOpt = None,
     trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="complete+pruned trials the study should reach")] = None,
     timeout: Annotated[Optional[str], typer.Option("--timeout", help="stop after 90s, 30m, 8h, ...")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="worker processes on this machine")] = 1,
-    sampler: Annotated[Optional[str], typer.Option("--sampler", help="tpe | random | grid | cmaes | qmc (default: "
-                       "tpe, or the study's own when resuming; a change is recorded in the study)")] = None,
-    pruner: Annotated[Optional[str], typer.Option("--pruner", help="hyperband | halving | median | none (default: "
-                      "hyperband, or the study's own when resuming)")] = None,
+    sampler: Annotated[Optional[Sampler], typer.Option("--sampler", help="the sampler (default: tpe, or the study's "
+                       "own when resuming; a change is recorded in the study)")] = None,
+    pruner: Annotated[Optional[Pruner], typer.Option("--pruner", help="the pruner (default: hyperband, or the "
+                      "study's own when resuming)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the sampler and of every trial's training")] = 0,
     split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="seed of the study's train/dev/test split (default 0)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="override the space's epochs per trial")] = None,
@@ -171,6 +247,7 @@ def tune(
     target: TargetOpt = None,
     task: TaskOpt = None,
     split: SplitOpt = None,
+    classes: ClassesOpt = None,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     artifacts: Annotated[Optional[Path], typer.Option("--artifacts", help="folder for the best trials' checkpoints, shared "
@@ -178,6 +255,7 @@ def tune(
     report_: Annotated[bool, typer.Option("--report", help="write the HTML morning report at the end (after "
                        "--timeout or Ctrl-C too); see `tunectl report`")] = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run (or resume) a study: many models side by side, the hopeless ones pruned."""
     with handled():
@@ -188,13 +266,13 @@ def tune(
         from tunectl.workers import parse_timeout
 
         settings = settings_for(
-            space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed), study, storage, model,
+            space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes), study, storage, model,
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
-            timeout=parse_timeout(timeout), jobs=jobs, sampler=sampler, pruner=pruner, seed=seed, heartbeat=heartbeat,
+            timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None)
         if store.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
             store.open_storage(settings.storage_url, None)
-        stdout, stderr = consoles(json_out)
+        stdout, stderr = consoles(json_out, quiet)
         with TuneDisplay(stderr, settings.study, trials) as display:
             summary = run_study(settings, on_progress=display.update, on_note=note)
         report_path = None
@@ -202,7 +280,8 @@ def tune(
             from tunectl.html_report import report_study
 
             report_path = report_study(settings.study, settings.storage, settings.root)
-            stderr.print(f"report: {report_path}", soft_wrap=True)
+            if not json_out:  # the report's path is part of the final summary: shown with -q too
+                typer.echo(f"report: {report_path}", err=True)
         if json_out:
             print_json({**summary_json(summary), **({"report": str(report_path)} if report_path else {})})
         else:
@@ -213,7 +292,7 @@ def tune(
             raise typer.Exit(EXIT_INTERRUPTED)
 
 
-@app.command("studies")
+@app.command("studies", cls=FlagCommand)
 def studies_cmd(storage: StorageOpt = None, root: RootOpt = Path("studies"), json_out: JsonOpt = False) -> None:
     """List studies: data set, trials by state, best dev error, last activity."""
     with handled():
@@ -226,7 +305,7 @@ def studies_cmd(storage: StorageOpt = None, root: RootOpt = Path("studies"), jso
         studies_table(consoles(False)[0], rows)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def show(
     study: StudyArg,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="trials in the leaderboard")] = 10,
@@ -248,7 +327,7 @@ def show(
                     verdicts={k: VERDICT_SHORT.get(v, v) for k, v in verdicts.items()})
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def evaluate(
     study: StudyArg,
     trial: TrialOpt = None,
@@ -259,13 +338,14 @@ def evaluate(
     root: RootOpt = Path("studies"),
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The single, recorded look at the test set: test, dev and train error side by side."""
     with handled():
         from tunectl.evaluate import evaluate_study
         from tunectl.report import evaluation
 
-        stdout, stderr = consoles(json_out)
+        stdout, stderr = consoles(json_out, quiet)
         if refit:
             stderr.print(f"[dim]refitting trial {'(best)' if trial is None else trial} on train+dev ...[/]")
         r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model)
@@ -274,7 +354,7 @@ def evaluate(
         evaluation(stdout, r)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def export(
     study: StudyArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="a new folder for params.yaml, model.pt, split.json, README.md")],
@@ -296,9 +376,10 @@ def export(
         export_summary(consoles(False)[0], r)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def diagnose(
-    target: Annotated[str, typer.Argument(help="study name, or a `tunectl train` run folder")],
+    target: Annotated[str, typer.Argument(help="study name, or a `tunectl train` run folder",
+                                          autocompletion=complete_study)],
     trial: TrialOpt = None,
     human_error: Annotated[Optional[float], typer.Option(
         "--human-error", help="human-level error: an error rate, or RMSE in the target's units for regression (default 0)")] = None,
@@ -314,13 +395,14 @@ def diagnose(
     root: RootOpt = Path("studies"),
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Bias or variance? The evidence, what to do next in this study's parameters, and the next search space."""
     with handled():
         from tunectl.diagnose import Thresholds, diagnose_target
         from tunectl.report import curve_point, diagnosis_overview, diagnosis_panel
 
-        stdout, stderr = consoles(json_out)
+        stdout, stderr = consoles(json_out, quiet)
         out = diagnose_target(target, trial, human_error, Thresholds(bias_threshold, variance_threshold), data_curve,
                               next_space, all_trials, storage, root, device, on_curve=lambda p: curve_point(stderr, p))
         if json_out:
@@ -333,7 +415,7 @@ def diagnose(
                          f"[bold]tunectl tune --space {next_space} --study NEW_NAME[/]")
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def report(
     study: StudyArg,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default: studies/<study>/report.html)")] = None,
@@ -351,7 +433,7 @@ def report(
         consoles(False)[0].print(f"report written to {path}", soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def dashboard(
     study: StudyArg,
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 MAX_LINE = 400  # an error line quotes user input; a huge input must not become a huge line
@@ -49,6 +49,9 @@ def usage_error(e: Exception) -> str:
                 "float_parsing": "is not a number", "bool_parsing": "is not true or false"}.get(first.get("type"))
         if kind and "input" in first:
             return f"{name}: {first['input']!r} {kind}{where}"
+        error = (first.get("ctx") or {}).get("error") if first.get("type") == "value_error" else None
+        if error is not None:  # a choice: "--sampler 'tp' is not one of 'tpe', 'random', ..."
+            return f"{name} {' '.join(str(error).split()).rstrip('.')}{where}"
     text = " ".join(e.format_message().split()).rstrip(".")
     if name and name not in text:
         text = f"{name}: {text}"
@@ -74,8 +77,26 @@ def one_line_warnings() -> Iterator[None]:
         yield
 
 
+def plain_flags(params: list[Any]) -> list[Any]:
+    """A flag takes no value: `--json`, not `--json <bool>`, in --help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class FlagCommand(TyperCommand):
+    """Typer's command, its flags shown in --help without a value placeholder."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return plain_flags(super().get_params(ctx))
+
+
 class OneLineGroup(TyperGroup):
     """Typer's group, with click's usage errors (a six-line box) printed as one line, exit 2."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return plain_flags(super().get_params(ctx))
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
@@ -121,11 +142,11 @@ def handled() -> Iterator[None]:
              f"server is up, then resume", EXIT_RUNTIME)
 
 
-def consoles(json_out: bool):
-    """stdout for results, stderr for progress; rich only at this edge."""
+def consoles(json_out: bool, quiet: bool = False):
+    """stdout for results, stderr for progress (silent with --json or -q/--quiet); rich only at this edge."""
     from rich.console import Console
 
-    return Console(), Console(stderr=True, quiet=json_out)
+    return Console(), Console(stderr=True, quiet=json_out or quiet)
 
 
 def print_json(obj: Any) -> None:

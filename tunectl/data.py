@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ def check_data_settings(data: dict[str, Any]) -> dict[str, Any]:
             except DataError:
                 raise DataError(f"{where}: expected a whole number of pixels between 1 and {MAX_IMAGE_SIZE}, "
                                 f"got {_short(value)}") from None
+        elif key == "classes":
+            try:
+                parse_classes(value)
+            except DataError as e:
+                raise DataError(f"{where}: {str(e).split(': ', 1)[1]}") from None
         elif key == "split_seed":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
                 raise DataError(f"{where}: expected a whole number between 0 and {MAX_SEED}, got {_short(value)}")
@@ -115,6 +121,8 @@ def _check_flag(key: str, value: Any) -> Any:
         check_split_seed(value)
     elif key == "split":
         parse_split(value)
+    elif key == "classes":
+        parse_classes(value)
     elif key == "train_fraction" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0.0 < value <= 1.0):
         raise DataError(f"--train-fraction {_short(value)}: must be in (0, 1], e.g. 0.25")
@@ -137,9 +145,10 @@ class DataSettings:
     split: str | None = None  # train,dev,test fractions, e.g. "0.8,0.1,0.1" (None: 60/20/20, capped)
     split_seed: int = 0
     train_fraction: float = 1.0  # train on this seeded share of the training split
+    classes: str | None = None  # keep these classes only, relabelled 0..k-1: "0-4", "5,6,7", "cat,dog"
     download: bool = False  # fetch a torchvision data set if absent (never stored)
 
-    KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction")
+    KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, **changes: Any) -> "DataSettings":
@@ -158,7 +167,7 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
-        for key in ("target", "task", "image_size", "split"):
+        for key in ("target", "task", "image_size", "split", "classes"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.train_fraction != 1.0:
@@ -198,6 +207,82 @@ def parse_split(text: str) -> tuple[float, float, float]:
         raise DataError(f"--split {_short(text)}: the fractions sum to {sum(parts):g}, not 1; e.g. --split 0.8,0.1,0.1")
     return parts  # type: ignore[return-value]
 
+CLASSES_EXAMPLE = "e.g. --classes 0-4, --classes 5,6,7 or --classes cat,dog"
+
+def parse_classes(text: Any) -> list[str]:
+    """--classes: the items between commas (a class name, an index, or a range of indices such as 0-4).
+
+    Only the form is checked here; which classes exist is known once the data set is read."""
+    if not isinstance(text, str):
+        raise DataError(f"--classes {_short(text)}: give class indices or names, {CLASSES_EXAMPLE}")
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise DataError(f"--classes {_short(text)}: an empty selection; give class indices or names, {CLASSES_EXAMPLE}")
+    if not all(items):
+        raise DataError(f"--classes {_short(text)}: an empty item between commas; {CLASSES_EXAMPLE}")
+    return items
+
+def _class_indices(text: str, ds: Dataset) -> list[int]:
+    """The original indices --classes names, sorted and without repeats (a name before an index: 'T-shirt/top')."""
+    names, found = ds.classes, set()
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    for item in parse_classes(text):
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+        if item in names:
+            found.add(names.index(item))
+            continue
+        if item.isdigit():
+            lo = hi = int(item)
+        elif m:
+            lo, hi = int(m[1]), int(m[2])
+            if lo > hi:
+                raise DataError(f"--classes {_short(text)}: the range {item} runs backwards; write {hi}-{lo}")
+        else:
+            raise DataError(f"--classes {_short(text)}: {ds.name} has no class {_short(item, 40)}; "
+                            f"its classes are {shown} (or their indices 0-{len(names) - 1})")
+        if hi >= len(names):
+            raise DataError(f"--classes {_short(text)}: {ds.name} has no class {hi}; "
+                            f"its {len(names)} classes are indices 0-{len(names) - 1} ({shown})")
+        found.update(range(lo, hi + 1))
+    return sorted(found)
+
+def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dataset, dict[str, Any]]:
+    """Keep the examples of the classes `text` selects (--classes), relabelled 0..k-1 in their original order.
+
+    `task` is a forced --task (binary: the selection must be two classes). Returns the data set and
+    the record the split manifest keeps (the selection as given, the names and original indices)."""
+    if ds.task == "regression" or task == "regression":
+        raise DataError(f"--classes {_short(text)}: {ds.name} is a regression data set (its targets are numbers, "
+                        f"not classes); drop --classes")
+    keep = _class_indices(text, ds)
+    if len(keep) < 2:
+        raise DataError(f"--classes {_short(text)}: selects {len(keep)} class ({ds.classes[keep[0]]}); "
+                        f"a classifier needs at least two, {CLASSES_EXAMPLE}")
+    if task == "binary" and len(keep) != 2:
+        raise DataError(f"--classes {_short(text)}: selects {len(keep)} classes but --task binary needs 2")
+    counts = torch.bincount(ds.y, minlength=len(ds.classes))
+    empty = [ds.classes[i] for i in keep if counts[i] == 0]
+    if empty:
+        raise DataError(f"--classes {_short(text)}: {ds.name} has no examples of class {_short(empty[0], 40)}")
+    relabel = torch.full((len(ds.classes),), -1, dtype=torch.int64)
+    relabel[keep] = torch.arange(len(keep))
+    rows = relabel[ds.y] >= 0
+    names = [ds.classes[i] for i in keep]
+    new_task = task or ("binary" if len(keep) == 2 else "multiclass")
+    out = Dataset(ds.x[rows], relabel[ds.y[rows]], new_task, ds.name, names, ds.is_image, ds.flips_ok)
+    return out, {"selection": text, "names": names, "indices": keep}
+
+def read_dataset(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
+    """The data set `settings` name, its --classes selected (with the selection's manifest record, or None)."""
+    if settings.classes is None:
+        return load_dataset(settings.spec), None
+    spec = settings.spec
+    if spec.task == "regression":
+        raise DataError(f"--classes {_short(settings.classes)}: --task regression has no classes; drop --classes")
+    # a forced binary task applies to the selection (binary on ten digits would be refused before it)
+    ds = load_dataset(replace(spec, task=None) if spec.task == "binary" else spec)
+    return select_classes(ds, settings.classes, spec.task)
+
 def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
 
@@ -228,10 +313,12 @@ def make_splits(
     train_fraction: float = 1.0,
     include_test: bool = False,
     spec: DataSpec | None = None,
+    classes: dict[str, Any] | None = None,
 ) -> Splits:
     """Split once, seeded and stratified; scale with training statistics only.
 
-    The test split is left out unless `include_test` (only `tunectl evaluate` asks).
+    The test split is left out unless `include_test` (only `tunectl evaluate` asks). `classes`:
+    the --classes record from `read_dataset`, kept in the manifest.
     """
     check_split_seed(seed)
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
@@ -250,6 +337,8 @@ def make_splits(
         "data_hash": _digest(ds.x) + _digest(ds.y),
         "task": ds.task,
     }
+    if classes is not None:
+        manifest["classes"] = classes
     if train_fraction < 1.0:
         rng = np.random.default_rng(seed)
         keep = max(1, round(train_fraction * len(train)))
@@ -279,8 +368,9 @@ def make_splits(
 
 def load_splits(settings: DataSettings, include_test: bool = False) -> Splits:
     """Read the data set and split it as `settings` say (include_test: only `evaluate` does)."""
-    return make_splits(load_dataset(settings.spec), settings.ratios, settings.split_seed, settings.train_fraction,
-                       include_test, settings.spec)
+    ds, classes = read_dataset(settings)
+    return make_splits(ds, settings.ratios, settings.split_seed, settings.train_fraction, include_test,
+                       settings.spec, classes)
 
 
 def same_split(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -174,16 +174,15 @@ def data_curve(config: dict[str, Any], data: Any, fractions: tuple[float, ...] =
                device: str | None = None, on_point: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """Retrain `config` on growing shares of the training split of `data` (a DataSettings: same split
     seed, epochs and dev split)."""
-    from tunectl.data import make_splits  # torch: only when a curve is asked for
-    from tunectl.sources import load_dataset
+    from tunectl.data import make_splits, read_dataset  # torch: only when a curve is asked for
     from tunectl.train import check_device, fit
 
     check_device(device)  # an unknown or absent device: one line before any retraining
-    ds = load_dataset(data.spec)
+    ds, classes = read_dataset(data)  # --classes selected, as the study's split was
     cfg = from_dict(config)
     points = []
     for f in fractions:
-        splits = make_splits(ds, data.ratios, data.split_seed, f, spec=data.spec)
+        splits = make_splits(ds, data.ratios, data.split_seed, f, spec=data.spec, classes=classes)
         n = len(splits.x_train)
         # a mini-batch larger than the subset becomes the full batch, not an error
         hist = fit(cfg if cfg.batch_size <= n else cfg.replace(batch_size=0), splits, device=device)
@@ -409,5 +408,6 @@ def board(study: str, storage: str | None = None, root: Path | str = "studies", 
     st = results.open_study(study, storage, root)
     summary = results.summarize(st, storage or studies.default_storage_url(study, Path(root)), top=top)
     summary["importances"] = results.importances(st)
+    summary["importance_method"] = results.importance_method()
     summary["verdicts"] = study_verdicts(summary["leaderboard"], st.user_attrs.get(results.ATTR) or {})
     return summary

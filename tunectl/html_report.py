@@ -360,6 +360,7 @@ def render(g: dict[str, Any]) -> str:
     def optuna_plot(fn: Callable[..., Any], width: float, height: float, **tidy: Any) -> Callable[[], str]:
         return lambda: _optuna_png(fn, width, height, **tidy)
 
+    method = g.get("importance_method") or {"method": "Optuna", "why": "How much each parameter matters to dev error"}
     no_importances = (f"Importances need at least 5 complete trials; this study has {n_complete}." if n_complete < 5
                       else "Optuna could not compute importances for this study.")
     parts = [
@@ -375,8 +376,8 @@ def render(g: dict[str, Any]) -> str:
                 optuna_plot(lambda: ov.plot_intermediate_values(study), 9, 3.4, log_y=log_y, legend=False,
                             ylabel=f"dev {unit}", xlabel="epoch") if with_steps else None,
                 "No trial reported an epoch yet."),
-        _figure("importances", "Parameter importances",
-                "How much of the variation in dev error each parameter explains (the numbers `tunectl show` prints).",
+        _figure("importances", f"Parameter importances ({method['method']})",
+                f"{method['why']}; the numbers `tunectl show` prints.",
                 optuna_plot(lambda: ov.plot_param_importances(study, evaluator=_given_importances(importances),
                                                               **target), 8, 3.2) if importances else None,
                 no_importances, _importance_table(importances)),
@@ -432,7 +433,7 @@ def gather(name: str, storage: str | None = None, root: Path | str = studies.ROO
     """Everything the report shows about study `name`, as plain data (read through results.py and
     diagnose.py), plus the optuna.Study for Optuna's own plots."""
     from tunectl.diagnose import study_verdicts
-    from tunectl.results import ATTR, importances, open_study, summarize, trial_record
+    from tunectl.results import ATTR, importance_method, importances, open_study, summarize, trial_record
 
     study = open_study(name, storage, root)
     summary = summarize(study, storage or studies.default_storage_url(name, Path(root)))
@@ -441,10 +442,9 @@ def gather(name: str, storage: str | None = None, root: Path | str = studies.ROO
     meta = study.user_attrs.get(ATTR, {})
     diagnosis, missing = _diagnose_best(next((r for r in records if r["number"] == best), None), meta, name)
     evaluations, problem = load_evaluations(studies.study_dir(name, Path(root)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna's notes on few trials per regime: the report says how many there are
-        imp = importances(study)
-    return {"summary": summary, "study": study, "importances": imp, "records": records,
+    imp = importances(study)  # quiet: Optuna's notes on few trials per regime are silenced there
+    return {"summary": summary, "study": study, "importances": imp, "importance_method": importance_method(),
+            "records": records,
             "verdicts": study_verdicts(summary["leaderboard"], meta),  # the column `tunectl show` prints
             "diagnosis": diagnosis, "diagnosis_missing": missing, "evaluations": evaluations,
             "evaluations_problem": problem}

@@ -170,13 +170,16 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
     console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt(b['dev_error'])}, train error "
                   f"{fmt(b['train_error'])}, best epoch {b.get('best_epoch')}; {_params_text(b['params'])}")
     if importances:
-        it = Table(title="Parameter importances (fANOVA)", title_justify="left")
+        method = summary.get("importance_method") or {}  # results.importance_method(): the evaluator and its meaning
+        it = Table(title=f"Parameter importances ({method.get('method', 'Optuna')})", title_justify="left")
         it.add_column("param")
         it.add_column("importance")
         it.add_column("")
         for k, v in importances.items():
             it.add_row(k, f"{v:.3f}", "█" * max(1, round(v * 30)))
         console.print(it)
+        if method.get("why"):
+            console.print(f"[dim]{method['why']}.[/]")
 
 
 def studies_table(console: Console, rows: list[dict[str, Any]]) -> None:

@@ -301,7 +301,8 @@ def settings_for(space: Path | str | None, data: dict[str, Any], study: str | No
         sp = parse_space({**sp.to_dict(), "model": resolve(model), "model_sha256": None}, sp.origin)
         model = None
     base = {k: v for k, v in (("model", model), ("init_from", init_from)) if v}
-    name = study if study is not None else studies.safe_name(f"{d.dataset}-{space.stem}")
+    chosen = f"-{d.classes}" if d.classes else ""  # a class selection is another data set: another study
+    name = study if study is not None else studies.safe_name(f"{d.dataset}{chosen}-{space.stem}")
     return TuneSettings(sp, d.to_dict(), name, storage, base=base, **options)
 
 
@@ -461,6 +462,7 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     out["interrupted"] = workers.Stop.requested
     out["seconds"] = time.time() - start
     out["importances"] = results.importances(study)
+    out["importance_method"] = results.importance_method()
     aborted = study.user_attrs.get("aborted")
     if aborted:
         study.set_user_attr("aborted", None)  # a fixed configuration may resume
