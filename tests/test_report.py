@@ -268,3 +268,17 @@ def test_export_summary_names_the_files_and_the_command():
     assert ("Exported trial 4 of digits-night (dev error 0.0306) to export/: params.yaml, model.pt, split.json, "
             "README.md") in flat
     assert "Reproduce it with: tunectl train --params export/params.yaml" in flat
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_leaderboard_wraps_between_parameters_never_inside_one(width):
+    params = {"lr": 0.1549, "width": 223, "depth": 2, "dropout": 0.2358, "batch_size": 32, "optimizer": "momentum",
+              "beta": 0.9325}
+    rows = [{"number": 20, "dev_error": 0.0111, "train_error": 0.0046, "epochs": 12, "params": params}]
+    text = render(leaderboard, summary(leaderboard=rows, best={**rows[0], "best_epoch": 7}),
+                  None, {20: "high variance"}, width=width)
+    cells = [line.split("│")[-2].strip() for line in text.splitlines() if line.startswith("│")]
+    items = [item for cell in cells for item in cell.split()]
+    expected = [f"{k}={v}" for k, v in params.items()]
+    assert items == [e + "," for e in expected[:-1]] + expected[-1:], text  # each whole, in order
+    assert len(cells) > 1 and max(len(line) for line in text.splitlines()) <= width  # wrapped, not cropped

@@ -158,13 +158,23 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
         console.print("[yellow]No complete trial yet.[/]")
         return
     t = Table(title="Leaderboard (dev error, lower is better)", title_justify="left")
-    for col in ("#", "trial", "dev error", "train error", "epochs", *(["diagnosis"] if verdicts else []), "params"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for i, r in enumerate(board, 1):
         row = [str(i), str(r["number"]), fmt(r["dev_error"]), fmt(r["train_error"]), str(r["epochs"])]
         if verdicts:
             row.append(verdicts.get(r["number"], "-"))
-        t.add_row(*row, _params_text(r["params"]))
+        rows.append([*row, _params_text(r["params"])])
+    heads = ["#", "trial", "dev error", "train error", "epochs", *(["diagnosis"] if verdicts else []), "params"]
+    # the parameters wrap between two `name=value,` items, never inside one: where the terminal is
+    # too narrow for that, the two-word headers take two lines first (rich would fold a value)
+    widths = [max(len(h), *(len(row[c]) for row in rows)) for c, h in enumerate(heads[:-1])]
+    longest = max(len(item) for row in rows for item in row[-1].split(" "))
+    if sum(widths) + longest + 3 * len(heads) + 1 > console.width:
+        heads = [h.replace(" ", "\n") for h in heads]
+    for h in heads:
+        t.add_column(h, overflow="fold")
+    for row in rows:
+        t.add_row(*row)
     console.print(t)
     b = summary["best"]
     console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt(b['dev_error'])}, train error "
