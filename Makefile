@@ -18,8 +18,11 @@ tune: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -x -q
 
+# make bench MNIST=DIR: DIR holds the MNIST test set's t10k-*-ubyte(.gz) files (torchvision's mirrors)
+MNIST ?=
 bench: $(VENV)/.installed
-	$(BIN)/python bench/epoch_cost.py
+	@test -n "$(MNIST)" || { echo "error: make bench MNIST=DIR (DIR: the MNIST test set's t10k-*-ubyte files)" >&2; exit 2; }
+	$(BIN)/python bench/epoch_cost.py $(MNIST)
 
 # Mutation testing (slow: tens of minutes on 2 cores; not part of `make test`). The modules and
 # the tests it runs are in pyproject.toml [tool.mutmut]; MUTANTS narrows it to some functions,

@@ -17,8 +17,9 @@ fit/dataloader <= 0.6.
 
     python bench/epoch_cost.py [DATA_DIR] [--rounds 5] [--epochs 2] [--threads N] [--device cpu]
 
-DATA_DIR (or $TUNECTL_BENCH_DATA) holds t10k-images-idx3-ubyte(.gz) and
-t10k-labels-idx1-ubyte(.gz); the default is ../shared/data/mnist-t10k next to the repo.
+DATA_DIR (or $TUNECTL_BENCH_DATA) is required: a folder with the real MNIST test set's
+t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (from any of torchvision's MNIST
+mirrors, e.g. https://ossci-datasets.s3.amazonaws.com/mnist/), or one where torchvision keeps MNIST.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from tunectl.sources import DataSpec, load_dataset  # noqa: E402
 from tunectl.data import make_splits  # noqa: E402
 from tunectl.train import fit, pick_device  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist-t10k"
 BATCH, WIDTH, LR = 64, 256, 1e-3
 TARGETS = {"minimal": 1.05, "dataloader": 0.6}
 
@@ -131,7 +131,8 @@ METHODS = {"fit": run_fit, "minimal": run_minimal, "dataloader": run_dataloader}
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data_dir", nargs="?", default=os.environ.get("TUNECTL_BENCH_DATA", str(DEFAULT_DATA)))
+    p.add_argument("data_dir", nargs="?", default=os.environ.get("TUNECTL_BENCH_DATA"),
+                   help="the MNIST test set's folder (required; or $TUNECTL_BENCH_DATA)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per method per round (default 2)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, the same for all")
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
 
+    if not args.data_dir:
+        print("error: give DATA_DIR, the folder with the MNIST test set's t10k-*-ubyte(.gz) files "
+              "(or set TUNECTL_BENCH_DATA); see the top of bench/epoch_cost.py", file=sys.stderr)
+        return 2
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         print(f"error: no MNIST files in {data_dir}; pass DATA_DIR or set TUNECTL_BENCH_DATA", file=sys.stderr)

@@ -19,8 +19,10 @@ the searches may run side by side (--procs). Trials use objective.Objective, the
     python bench/search_efficiency.py [--dataset digits|mnist|all] [--quick] [--seeds 3] [--procs 2]
            [--space searchspaces/mlp.yaml] [--mnist-dir DIR] [--train-fraction F] [--json OUT]
 
---quick: budgets 50, 100, 200 and two seeds. MNIST is the real test set in ../shared/data/mnist-t10k
-(10,000 images), split 6,000 / 2,000 / 2,000; --train-fraction trains on part of the 6,000.
+--quick: budgets 50, 100, 200 and two seeds. The default data set is the embedded digits; MNIST
+(--dataset mnist or all) is the real test set (10,000 images) in --mnist-dir DIR, required then: a
+folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) from any of torchvision's
+MNIST mirrors; it is split 6,000 / 2,000 / 2,000, and --train-fraction trains on part of the 6,000.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
 BUDGETS = (50, 100, 200, 400)
 METHODS = ("default", "random", "tpe")
 MATCH_TARGET = 160  # epochs: 2.5x less than random search's 400
@@ -131,15 +132,17 @@ def report(name: str, results: list[dict], budgets: tuple[int, ...]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", choices=("digits", "mnist", "all"), default="all")
+    ap.add_argument("--dataset", choices=("digits", "mnist", "all"), default="digits")
     ap.add_argument("--quick", action="store_true", help="budgets 50/100/200, two seeds")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--procs", type=int, default=2, help="searches run side by side (epochs, not time, are counted)")
     ap.add_argument("--space", default=str(REPO / "searchspaces" / "mlp.yaml"))
-    ap.add_argument("--mnist-dir", default=str(DEFAULT_MNIST))
+    ap.add_argument("--mnist-dir", default=None, help="the MNIST test set's folder (required for mnist, all)")
     ap.add_argument("--train-fraction", type=float, default=1.0, help="MNIST: train on this part of the 6,000")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the numbers here")
     args = ap.parse_args()
+    if args.dataset != "digits" and not args.mnist_dir:
+        ap.error(f"--dataset {args.dataset} needs --mnist-dir DIR, the folder with the MNIST test set's files")
     budgets = BUDGETS[:3] if args.quick else BUDGETS
     seeds = range(args.seeds or (2 if args.quick else 3))
     data = {"digits": {"dataset": "digits"},

@@ -290,7 +290,7 @@ def test_pick_device(monkeypatch):
 # ----------------------------------------------------------------------------- the epoch-cost benchmark
 
 
-def test_epoch_cost_bench_runs(tmp_path, write_mnist, capsys):
+def test_epoch_cost_bench_runs(tmp_path, write_mnist, capsys, monkeypatch):
     """bench/epoch_cost.py stays runnable: one round on 300 tiny gzipped idx images."""
     import importlib.util
     from pathlib import Path
@@ -311,3 +311,7 @@ def test_epoch_cost_bench_runs(tmp_path, write_mnist, capsys):
     assert set(result["median_seconds_per_epoch"]) == {"fit", "minimal", "dataloader"}
     assert set(result["ratios"]) == {"fit/minimal", "fit/dataloader"}
     assert bench.main([str(tmp_path / "absent")]) == 2
+    monkeypatch.delenv("TUNECTL_BENCH_DATA", raising=False)
+    capsys.readouterr()
+    assert bench.main([]) == 2  # no default path outside the repository: the data folder is an argument
+    assert "give DATA_DIR" in capsys.readouterr().err
