@@ -276,21 +276,46 @@ def tour(tmp_path_factory):
     return _clean_clone(tmp_path_factory.mktemp("readme-tour"))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", RUN, ids=[f"README.md:{b.line}" for b in RUN])
-def test_the_readme_tour_runs_as_written(block: Block, tour):
-    folder, env = tour
+def problems(block: Block, folder: Path, env: dict[str, str]) -> list[str]:
+    """Run the block's commands in order; what went wrong (empty: all as the README shows)."""
     for cmd in block.commands:
         done = _run(cmd, folder, env)
         said = done.stdout.splitlines()  # stdout and stderr as a terminal shows them, interleaved
         tail = "\n".join(said[-15:])
-        assert done.returncode == block.exit, (
-            f"README.md:{cmd.line}: `{cmd.text}` exited {done.returncode}, the README shows {block.exit}:\n{tail}")
-        assert "Traceback (most recent call last)" not in done.stdout, f"README.md:{cmd.line}: a traceback:\n{tail}"
-        if block.check:
-            assert output_matches(cmd.output, said), (
-                f"README.md:{cmd.line}: `{cmd.text}` printed\n" + "\n".join(said)
-                + "\nand the README shows\n" + "\n".join(cmd.output))
+        if done.returncode != block.exit:
+            return [f"README.md:{cmd.line}: `{cmd.text}` exited {done.returncode}, the README shows {block.exit}:\n{tail}"]
+        if "Traceback (most recent call last)" in done.stdout:
+            return [f"README.md:{cmd.line}: a traceback:\n{tail}"]
+        if block.check and not output_matches(cmd.output, said):
+            return [f"README.md:{cmd.line}: `{cmd.text}` printed\n" + "\n".join(said)
+                    + "\nand the README shows\n" + "\n".join(cmd.output)]
+    return []
+
+
+def test_the_runner_fails_on_an_exit_code_or_an_output_the_readme_does_not_show(tmp_path):
+    folder, env = _clean_clone(tmp_path)
+    ok, = parse("<!-- tour -->\n```console\n$ echo hi > made.txt\n$ cat made.txt\nhi\n```\n")[0]
+    assert problems(ok, folder, env) == [] and (folder / "made.txt").read_text() == "hi\n"  # one folder, in order
+    failing, = parse("<!-- tour -->\n```console\n$ true\n$ exit 3\n$ touch never\n```\n")[0]
+    assert "`exit 3` exited 3, the README shows 0" in problems(failing, folder, env)[0]
+    assert not (folder / "never").exists()  # stops at the first wrong exit
+    two, = parse("<!-- tour exit=2 check -->\n```console\n$ tunectl train --set lrr=1\n"
+                 "error: unknown hyperparameter 'lrr' (did you mean 'lr'?)\n```\n")[0]
+    assert problems(two, folder, env) == []  # the real tunectl, found on PATH, one line, exit 2
+    wrong, = parse("<!-- tour exit=2 check -->\n```console\n$ tunectl train --set lrr=1\nerror: something else\n```\n")[0]
+    assert "and the README shows" in problems(wrong, folder, env)[0]
+    env_seen, = parse("<!-- tour -->\n```console\n$ env > env.txt; test ! -e ../shared\n```\n")[0]
+    assert problems(env_seen, folder, env) == []
+    seen = (folder / "env.txt").read_text()
+    assert "TUNECTL_" not in seen and f"HOME={tmp_path / 'home'}" in seen  # a clean environment
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", RUN, ids=[f"README.md:{b.line}" for b in RUN])
+def test_the_readme_tour_runs_as_written(block: Block, tour):
+    folder, env = tour
+    found = problems(block, folder, env)
+    assert not found, found[0]
 
 
 def main() -> int:
