@@ -4,8 +4,9 @@
 stacked recurrent layers and returns the last layer's final state (both directions' when
 bidirectional), the head is a dropout and a linear layer on it. Two kinds of input:
 
-- float sequences, N x T x F (an npz, or an image read row by row with --as-sequence):
-  every sequence has all T steps;
+- float sequences, N x T x F (an npz, or an image data set read with --as-sequence): every
+  sequence has all T steps. Images (N x C x H x W) are read the same way, row by row (H steps
+  of C * W features, `sequences.rows`), keeping their per-channel scaling and augmentation;
 - token sequences, N x T integers with 0 as padding (an npz of token ids, or a CSV's text
   column read as characters): an embedding of size `embed` per token, and each sequence's
   own length (its last non-zero token) honoured with `pack_padded_sequence`, so the final
@@ -24,6 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from tunectl.config import TrainConfig
 from tunectl.errors import ConfigError
+from tunectl.sequences import rows
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -37,8 +39,9 @@ def lengths_of(tokens: torch.Tensor) -> torch.Tensor:
 class Reader(nn.Module):
     """Stacked recurrent layers; forward returns the final state of the last layer, N x hidden (x 2)."""
 
-    def __init__(self, cfg: TrainConfig, n_features: int, vocab: int = 0):
+    def __init__(self, cfg: TrainConfig, n_features: int, vocab: int = 0, images: bool = False):
         super().__init__()
+        self.images = images  # N x C x H x W inputs, read row by row
         self.embedding = nn.Embedding(vocab, cfg.embed, padding_idx=0) if vocab else None
         n_in = cfg.embed if vocab else n_features
         # torch warns that dropout needs num_layers > 1: with one layer it acts before the head only
@@ -54,7 +57,7 @@ class Reader(nn.Module):
             x = self.embedding(x[:, : int(lengths.max())])  # this batch's own padding, not the data set's
             _, state = self.rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         else:
-            _, state = self.rnn(x)
+            _, state = self.rnn(rows(x) if self.images else x)
         h = state[0] if isinstance(state, tuple) else state  # an LSTM's state is (h, c)
         # h: (layers x directions, N, hidden); the last layer's forward state is its last step, the
         # backward one read the sequence from the end back to its first step
@@ -70,13 +73,14 @@ def body(cfg: TrainConfig, input_shape: tuple[int, ...], vocab: int = 0) -> tupl
         if len(input_shape) != 1:
             raise ConfigError(f"model=rnn: token sequences are N x T integers; this data set has shape {input_shape}")
         return Reader(cfg, 0, vocab), cfg.hidden * (2 if cfg.bidirectional else 1)
+    n = cfg.hidden * (2 if cfg.bidirectional else 1)
+    if len(input_shape) == 3:  # an image: H steps of C * W features
+        return Reader(cfg, input_shape[0] * input_shape[2], images=True), n
     if len(input_shape) != 2:
-        hint = ("add --as-sequence to read each image as H steps of W features" if len(input_shape) == 3 else
-                "add --as-sequence to read each row as steps of one feature (npz integers: as tokens), "
-                "or give x as N x T x F")
-        raise ConfigError(f"model=rnn reads sequences (T steps x F features); this data set has shape "
-                          f"{tuple(input_shape)}: {hint}")
-    return Reader(cfg, input_shape[1]), cfg.hidden * (2 if cfg.bidirectional else 1)
+        raise ConfigError(f"model=rnn reads sequences (T steps x F features) or images; this data set has shape "
+                          f"{tuple(input_shape)}: add --as-sequence to read each row as steps of one feature "
+                          f"(npz integers: as tokens), or give x as N x T x F")
+    return Reader(cfg, input_shape[1]), n
 
 
 def build(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int, vocab: int = 0) -> tuple[nn.Module, nn.Module]:

@@ -96,15 +96,19 @@ def load_text_csv(path: Path, target: str | None, column: str, task: str | None 
     return ds
 
 
+def rows(images: torch.Tensor) -> torch.Tensor:
+    """N x C x H x W images -> N x H x (C * W): H steps, each one row of every channel ("sequential MNIST")."""
+    n, c, h, w = images.shape
+    return images.permute(0, 2, 1, 3).reshape(n, h, c * w)
+
+
 def as_sequence(ds: Dataset) -> Dataset:
     """--as-sequence: the data set read as sequences (see the module's docstring for each shape)."""
     x = ds.x
     if ds.sequence:
         return ds  # a text column, or sequences already
-    if ds.is_image:  # C x H x W: H steps, each step one row of every channel
-        n, c, h, w = x.shape
-        x = x.permute(0, 2, 1, 3).reshape(n, h, c * w).contiguous()
-        return dataclasses.replace(ds, x=x, is_image=False, flips_ok=False, sequence="floats")
+    if ds.is_image:
+        return dataclasses.replace(ds, x=rows(x).contiguous(), is_image=False, flips_ok=False, sequence="floats")
     if x.ndim == 3:
         return dataclasses.replace(ds, sequence="floats")
     if x.ndim != 2:
