@@ -152,3 +152,19 @@ def test_adv_eps_bad_values(tmp_path):
                            ("nan", "adv_eps: must be a finite number"), ("x", "adv_eps: expected float")):
         result = invoke("train", "-d", "iris", "--set", f"adv_eps={value}", "--out", tmp_path / "r", cwd=tmp_path)
         assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "r").exists(), result.stderr
+
+
+def test_an_attack_on_token_inputs_is_refused_before_any_look(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 9, size=(120, 6))
+    np.savez(tmp_path / "tok.npz", x=x, y=(x == 3).any(1).astype(np.int64))
+    (tmp_path / "space.yaml").write_text("model: rnn\nepochs: 1\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n"
+                                         "fixed:\n  hidden: 4\n  depth: 1\n")
+    ok_json(invoke("tune", "--space", tmp_path / "space.yaml", "-d", f"npz:{tmp_path / 'tok.npz'}", "--as-sequence",
+                   "--trials", "1", "--root", tmp_path / "studies", "--study", "t", "--json"))
+    before = snapshot(tmp_path)
+    result = invoke("evaluate", "t", "--root", tmp_path / "studies", "--attack", "fgsm", "--eps", "0.1")
+    assert result.exit_code == 2 and "reads token ids" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(tmp_path) == before
