@@ -149,7 +149,12 @@ FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 def closest_field(name: str) -> str:
     """A 'did you mean' hint for an unknown hyperparameter name."""
     match = difflib.get_close_matches(str(name)[:100], FIELD_NAMES, n=1)
-    return f" (did you mean '{match[0]}'?)" if match else f" (known: {', '.join(FIELD_NAMES)})"
+    if match:
+        return f" (did you mean '{match[0]}'?)"
+    known = ", ".join(FIELD_NAMES)
+    if len(known) > 240:  # a one-line message: the list cut at a name, the rest in `tunectl train --help`'s --set
+        known = known[:known.rfind(", ", 0, 240)] + ", ..."
+    return f" (known: {known})"
 
 
 def coerce(name: str, value: Any) -> Any:
