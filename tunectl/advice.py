@@ -23,6 +23,8 @@ def is_image_data(name: str | None) -> bool:
 
 
 def _v(x: Any) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"  # as a space file and --set write it
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
@@ -30,7 +32,7 @@ def _spec_text(s: dict[str, Any] | None) -> str:
     if not s:
         return "-"
     if s["type"] == "categorical":
-        return "{" + ", ".join(map(str, s["choices"])) + "}"
+        return "{" + ", ".join(_v(c) if isinstance(c, bool) else str(c) for c in s["choices"]) + "}"
     return f"{_v(s['low'])}–{_v(s['high'])}" + (" log" if s.get("log") else "")
 
 
@@ -132,7 +134,8 @@ def _recurrent_capacity(c: dict[str, Any], space: dict[str, Any] | None) -> list
         acts.append(_act("bigger_network", f"a gated cell: cell rnn → try gru, lstm (they carry information over "
                          f"many more steps){_where(space, 'cell')}", "cell", "rnn",
                          {"param": "cell", "spec": {"type": "categorical", "choices": ["gru", "lstm"]}}))
-    if not c["bidirectional"]:
+    searched = ((space or {}).get("params") or {}).get("bidirectional", {}).get("choices") or []
+    if not c["bidirectional"] and True not in searched:
         acts.append(_act("bigger_network", f"read both ways: bidirectional false → try false, true"
                          f"{_where(space, 'bidirectional')}", "bidirectional", False,
                          {"param": "bidirectional", "spec": {"type": "categorical", "choices": [False, True]}}))
