@@ -38,8 +38,8 @@ TORCHVISION = {
 
 PREFIXED = {
     "folder:DIR": "torchvision ImageFolder: one sub-folder per class (--image-size to resize)",
-    "csv:PATH": "a CSV file with a header row (--target COLUMN; --sequence COLUMN: a text column as characters)",
-    "npz:PATH": "a NumPy .npz file with arrays x and y (x N x T x F: sequences; N x T ints + --as-sequence: tokens)",
+    "csv:PATH": "a CSV file with a header row (--target COLUMN; --sequence COLUMN: text)",
+    "npz:PATH": "a NumPy .npz file with arrays x and y (N x T x F: sequences)",
     "py:FILE.py:FUNCTION": "your own loader: FUNCTION() returns (x, y) or (x, y, task); x of N x H x W is images",
 }
 
