@@ -18,7 +18,8 @@ PACKAGE = REPO / "tunectl"
 DOC = REPO / "docs" / "architecture.md"
 ONLY_IN = {"typer": {"cli", "console"}, "rich": {"report", "console"}}  # the edges
 NEVER_IN = {  # training knows nothing of tuning; the CLI's edge answers --help without torch
-    "optuna": {"config", "models", "sources", "data", "train", "runs", "numbers", "errors", "files"},
+    "optuna": {"config", "models", "recurrent", "sources", "sequences", "data", "train", "attacks", "runs", "numbers",
+               "errors", "files"},
     "torch": {"cli", "console", "report", "storage", "studies", "results", "workers"},
 }
 

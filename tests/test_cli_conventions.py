@@ -80,7 +80,7 @@ def test_completion_protocol_offers_studies_choices_commands_and_options(tmp_pat
     assert tunectl_complete("tunectl tune --sampler ", 3) == ["tpe", "random", "grid", "cmaes", "qmc"]
     assert tunectl_complete("tunectl tune --pruner h", 3) == ["hyperband", "halving"]
     assert "cuda:0" in tunectl_complete("tunectl train --device c", 3)
-    assert tunectl_complete("tunectl train --model ", 3) == ["mlp", "cnn", "transfer"]
+    assert tunectl_complete("tunectl train --model ", 3) == ["mlp", "cnn", "transfer", "rnn"]
     assert tunectl_complete("tunectl tr", 1) == ["train"]
     assert tunectl_complete("tunectl tune --sa", 2) == ["--sampler"]
 

@@ -141,7 +141,7 @@ BAD_INPUT = [
     (["--set", "depth=2.5"], "depth: expected int"),
     (["--set", "dropout=1.5"], "dropout=1.5"),
     (["--set", "lr"], "expected key=value"),
-    (["--model", "rnn"], "model: 'rnn' is not one of"),
+    (["--model", "gan"], "model: 'gan' is not one of"),
     (["--split", "0.5,0.2,0.2"], "sum to 0.9, not 1"),
     (["--split", "0.8,0.2"], "three positive fractions"),
     (["--train-fraction", "0"], "--train-fraction"),

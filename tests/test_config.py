@@ -83,7 +83,7 @@ def test_parse_set():
 @pytest.mark.parametrize(
     "changes, match",
     [
-        ({"model": "rnn"}, "model: 'rnn' is not one of mlp, cnn, transfer"),
+        ({"model": "gan"}, "model: 'gan' is not one of mlp, cnn, transfer, rnn"),
         ({"activation": "gelu"}, "activation"),
         ({"optimizer": "adagrad"}, "optimizer"),
         ({"augment": "heavy"}, "augment"),

@@ -253,8 +253,12 @@ def field_values():
     }
     for n in ("depth", "batch_size", "patience"):  # up to each field's cap (config.LIMITS)
         domains[n] = st.integers(0, C.LIMITS[n][0])
-    for n in ("width", "conv_layers", "filters", "epochs"):
+    for n in ("width", "conv_layers", "filters", "epochs", "hidden", "embed"):
         domains[n] = st.integers(1, C.LIMITS[n][0])
+    domains["cell"] = st.sampled_from(C.CELLS)
+    domains["bidirectional"] = st.booleans()
+    domains["clip_norm"] = st.floats(0, allow_infinity=False)
+    domains["adv_eps"] = st.floats(0, C.MAX_ADV_EPS)
     # a new field needs its domain here; model_params (your builder's own parameters) is a mapping, not a --set value
     assert set(domains) == set(FIELD_NAMES) - {"model_params"}
     return st.fixed_dictionaries({}, optional=domains)

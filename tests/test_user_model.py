@@ -47,9 +47,9 @@ from torch import nn
 
 
 def build(input_shape, out_dim, **params):
-    hidden = params.get("hidden", 8)
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.ReLU(),
-                         nn.Linear(hidden, out_dim))
+    units = params.get("units", 8)  # not a tunectl name ('hidden' is model: rnn's since issue 16)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), units), nn.ReLU(),
+                         nn.Linear(units, out_dim))
 """
 RAISES = """\
 def build(input_shape, out_dim):
@@ -183,7 +183,7 @@ def test_train_a_user_model_with_its_own_parameters(ws):
 
 
 def test_a_builder_with_kwargs_takes_any_name_and_works_on_tabular_data(ws):
-    ok_json(invoke(*TRAIN, "--dataset", "iris", "--model", "kw.py:build", "--set", "hidden=5", "--json", "--out", "run"))
+    ok_json(invoke(*TRAIN, "--dataset", "iris", "--model", "kw.py:build", "--set", "units=5", "--json", "--out", "run"))
     assert [tuple(t.shape) for t in weights(ws / "run") if t.ndim == 2] == [(5, 4), (3, 5)]  # iris: 4 features, 3 classes
 
 

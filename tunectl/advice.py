@@ -23,6 +23,8 @@ def is_image_data(name: str | None) -> bool:
 
 
 def _v(x: Any) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"  # as a space file and --set write it
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
@@ -30,7 +32,7 @@ def _spec_text(s: dict[str, Any] | None) -> str:
     if not s:
         return "-"
     if s["type"] == "categorical":
-        return "{" + ", ".join(map(str, s["choices"])) + "}"
+        return "{" + ", ".join(_v(c) if isinstance(c, bool) else str(c) for c in s["choices"]) + "}"
     return f"{_v(s['low'])}–{_v(s['high'])}" + (" log" if s.get("log") else "")
 
 
@@ -92,6 +94,9 @@ def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, 
                 _train_longer(c, space, kinds),
                 *_builder_actions(c, space, "regularization", "less_regularization", False, "less regularization"),
                 *[a for a in _core_less_regularization(c, space)]]
+    if c["model"] == "rnn":
+        return [*_recurrent_capacity(c, space), _train_longer(c, space, kinds), *_less_dropout(c, space),
+                *_core_less_regularization(c, space)]
     acts = []
     w, depth = c["width"], c["depth"]
     acts.append(_act("bigger_network", f"a bigger network: width {w} → try {2 * w}–{8 * w}{_where(space, 'width')}",
@@ -107,11 +112,34 @@ def _bias_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bool, 
     if image and c["model"] == "mlp":
         acts.append(_act("architecture", "another architecture: a ConvNet for image data (model mlp → cnn; "
                          "see searchspaces/cnn.yaml)", "model", "mlp", {"model": "cnn"}))
-    if c["dropout"] > 0.01:
-        p = c["dropout"]
-        acts.append(_act("less_regularization", f"less regularization: dropout {_v(p)} → try 0–{_v(p / 2)}"
-                         f"{_where(space, 'dropout')}", "dropout", p, {"param": "dropout", "spec": _float(0.0, p)}))
-    return acts + _core_less_regularization(c, space)
+    return acts + _less_dropout(c, space) + _core_less_regularization(c, space)
+
+
+def _less_dropout(c: dict[str, Any], space: dict[str, Any] | None) -> list[dict]:
+    if c["dropout"] <= 0.01:
+        return []
+    p = c["dropout"]
+    return [_act("less_regularization", f"less regularization: dropout {_v(p)} → try 0–{_v(p / 2)}"
+                 f"{_where(space, 'dropout')}", "dropout", p, {"param": "dropout", "spec": _float(0.0, p)})]
+
+
+def _recurrent_capacity(c: dict[str, Any], space: dict[str, Any] | None) -> list[dict]:
+    """A bigger recurrent net: a larger state, more stacked layers, a gated cell, both directions."""
+    h, depth = c["hidden"], c["depth"]
+    acts = [_act("bigger_network", f"a bigger network: hidden {h} → try {2 * h}–{8 * h}{_where(space, 'hidden')}",
+                 "hidden", h, {"param": "hidden", "spec": _int(h, min(8 * h, 4096), log=True)}),
+            _act("bigger_network", f"more stacked layers: depth {depth} → try {max(depth, 1)}–{depth + 1}"
+                 f"{_where(space, 'depth')}", "depth", depth, {"param": "depth", "spec": _int(max(depth, 1), depth + 1)})]
+    if c["cell"] == "rnn":
+        acts.append(_act("bigger_network", f"a gated cell: cell rnn → try gru, lstm (they carry information over "
+                         f"many more steps){_where(space, 'cell')}", "cell", "rnn",
+                         {"param": "cell", "spec": {"type": "categorical", "choices": ["gru", "lstm"]}}))
+    searched = ((space or {}).get("params") or {}).get("bidirectional", {}).get("choices") or []
+    if not c["bidirectional"] and True not in searched:
+        acts.append(_act("bigger_network", f"read both ways: bidirectional false → try false, true"
+                         f"{_where(space, 'bidirectional')}", "bidirectional", False,
+                         {"param": "bidirectional", "spec": {"type": "categorical", "choices": [False, True]}}))
+    return acts
 
 
 def _train_longer(c: dict[str, Any], space: dict[str, Any] | None, kinds: set[str]) -> dict[str, Any]:
@@ -149,7 +177,8 @@ def _variance_actions(c: dict[str, Any], space: dict[str, Any] | None, image: bo
         acts += _builder_actions(c, space, "regularization", "regularization", True, "regularization")
     else:
         p = c["dropout"]
-        acts.append(_act("regularization", f"regularization: dropout {_v(p)} → try {_v(max(p, 0.1))}–"
+        where = " between the recurrent layers and before the head" if c["model"] == "rnn" else ""
+        acts.append(_act("regularization", f"regularization{where}: dropout {_v(p)} → try {_v(max(p, 0.1))}–"
                          f"{_v(min(0.8, max(p + 0.3, 0.5)))}{_where(space, 'dropout')}", "dropout", p,
                          {"param": "dropout", "spec": _float(max(p, 0.1), max(p + 0.3, 0.5), cap=0.8)}))
     wd = c["weight_decay"]
@@ -188,6 +217,11 @@ def recommend(d: Any, c: dict[str, Any], space: dict[str, Any] | None, image: bo
                              f"{'He' if c['activation'] in ('relu', 'leaky_relu') else 'Xavier'}, so check the "
                              "inputs' scale too"),
                          "lr", lr, {"param": "lr", "spec": _float(lr / 100, lr * 100, log=True, cap=1.0)}))
+    if kinds & {"diverged", "loss_spike"} and not c.get("clip_norm"):
+        rnn = " (recurrent nets most of all)" if c["model"] == "rnn" else ""
+        acts.append(_act("clip_gradients", f"exploding gradients{rnn}: clip them, clip_norm 0 → try 0.5–5 (log)"
+                         f"{_where(space, 'clip_norm')}", "clip_norm", 0.0,
+                         {"param": "clip_norm", "spec": _float(0.5, 5.0, log=True, cap=5.0)}))
     overfit = next((e["epoch"] for e in d.evidence if e["kind"] == "overfitting"), None)
     if d.diagnosis in ("high_bias", "high_bias_high_variance"):
         acts += _bias_actions(c, space, image, kinds)

@@ -22,7 +22,8 @@ from tunectl.errors import ConfigError
 
 # tunectl's own model-shape fields: with a builder, a name among these that the builder's signature
 # names goes to the builder (a ConvNet of one's own has its own kernel_size and dropout)
-MODEL_FIELDS = ("depth", "width", "activation", "dropout", "conv_layers", "filters", "kernel_size")
+MODEL_FIELDS = ("depth", "width", "activation", "dropout", "conv_layers", "filters", "kernel_size", "cell", "hidden",
+                "bidirectional", "embed")
 _loaded: dict[tuple[str, str], types.ModuleType] = {}  # (absolute path, SHA-256) -> the module run from those bytes
 
 

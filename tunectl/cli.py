@@ -44,6 +44,11 @@ class Pruner(str, Enum):
     none = "none"
 
 
+class Attack(str, Enum):
+    fgsm = "fgsm"
+    pgd = "pgd"
+
+
 class Task(str, Enum):
     binary = "binary"
     multiclass = "multiclass"
@@ -60,7 +65,7 @@ def _starting(words: list[str], incomplete: str) -> list[str]:
 
 def complete_model(incomplete: str) -> list[str]:
     """--model is free text (it also takes FILE.py:FUNCTION); completion offers the built-in models."""
-    return _starting(["mlp", "cnn", "transfer"], incomplete)
+    return _starting(["mlp", "cnn", "transfer", "rnn"], incomplete)
 
 
 def complete_device(incomplete: str) -> list[str]:
@@ -96,6 +101,10 @@ TaskOpt = Annotated[Optional[Task], typer.Option("--task", help="force the task 
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train,dev,test fractions, e.g. 0.8,0.1,0.1")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="classification: keep only these classes, relabelled "
                        "0..k-1: 0-4, 5,6,7 or names as listed (recorded in the split)")]
+SequenceOpt = Annotated[Optional[str], typer.Option("--sequence", help="csv: the text column a recurrent net "
+                        "reads as characters (DNA, text); the vocabulary comes from the training split")]
+AsSequenceOpt = Annotated[bool, typer.Option("--as-sequence", help="read the data as sequences: an image as H steps "
+                          "of W features, an npz's N x T integers as tokens (recorded in the split)")]
 ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="folder: resize images to N x N")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout, nothing else")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", envvar="TUNECTL_DEVICE", show_envvar=True,
@@ -106,16 +115,18 @@ RootOpt = Annotated[Path, typer.Option("--root", help="folder that holds the stu
                                        show_envvar=True)]
 StudyArg = Annotated[str, typer.Argument(help="study name", autocompletion=complete_study)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live display: the final summary only")]
-ModelHelp = ("mlp | cnn | transfer, or your own builder FILE.py:FUNCTION (or package.module:FUNCTION): "
+ModelHelp = ("mlp | cnn | transfer | rnn, or your own builder FILE.py:FUNCTION (or package.module:FUNCTION): "
              "FUNCTION(input_shape, out_dim, **params) -> nn.Module with raw outputs; its initialisation stays "
              "yours; the file runs with your rights")
 TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
 
 
-def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None, classes=None) -> dict[str, Any]:
+def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None, classes=None,
+               sequence=None, as_sequence=False) -> dict[str, Any]:
     """The data options as given (None: not given), for DataSettings.from_dict(..., **flags)."""
     return {"dataset": dataset, "data_dir": str(data_dir) if data_dir is not None else None, "target": target,
-            "task": _value(task), "split": split, "image_size": image_size, "split_seed": split_seed, "classes": classes}
+            "task": _value(task), "split": split, "image_size": image_size, "split_seed": split_seed, "classes": classes,
+            "sequence": sequence, "as_sequence": True if as_sequence else None}
 
 
 def _version(value: bool) -> None:
@@ -188,6 +199,8 @@ def train(
     task: TaskOpt = None,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
+    sequence: SequenceOpt = None,
+    as_sequence: AsSequenceOpt = False,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
@@ -205,7 +218,8 @@ def train(
                  "init_from": str(init_from or weights) if (init_from or weights) else None}
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction,
-                                      **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes))
+                                      **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
+                                                   sequence, as_sequence))
         plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
         stdout, stderr = consoles(json_out, quiet)
         with TrainDisplay(stderr, plan.cfg.epochs, f"{data.dataset} {plan.cfg.model}") as display:
@@ -221,7 +235,7 @@ def train(
 
 @app.command(cls=FlagCommand)
 def tune(
-    space: Annotated[Optional[str], typer.Option("--space", "-s", help="a shipped search space by name (quick, mlp, cnn, "
+    space: Annotated[Optional[str], typer.Option("--space", "-s", help="a shipped search space by name (quick, mlp, cnn, rnn, "
                      "transfer: see `tunectl spaces`; default quick) or the path of a search-space YAML; "
                      "omit it to join a study that exists on --storage")] = None,
     dataset: DatasetOpt = None,
@@ -248,6 +262,8 @@ def tune(
     task: TaskOpt = None,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
+    sequence: SequenceOpt = None,
+    as_sequence: AsSequenceOpt = False,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     artifacts: Annotated[Optional[Path], typer.Option("--artifacts", help="folder for the best trials' checkpoints, shared "
@@ -266,7 +282,8 @@ def tune(
         from tunectl.workers import parse_timeout
 
         settings = settings_for(
-            space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes), study, storage, model,
+            space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes, sequence,
+                              as_sequence), study, storage, model,
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None)
@@ -334,13 +351,18 @@ def evaluate(
     refit: Annotated[bool, typer.Option("--refit", help="retrain on train+dev for the trial's best epoch count first")] = False,
     allow_changed_model: Annotated[bool, typer.Option("--allow-changed-model", help="your own builder's file changed "
                                    "since tuning: use it as it is now (its SHA-256 differs from the recorded one)")] = False,
+    attack: Annotated[Optional[Attack], typer.Option("--attack", help="also measure the test error under an "
+                      "adversarial attack: fgsm (one step) or pgd (--steps steps); recorded with this look")] = None,
+    eps: Annotated[Optional[float], typer.Option("--eps", help="the attack's budget: the most each input value "
+                   "moves, in standard deviations of the (standardized) inputs, e.g. 0.1")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="pgd: the number of steps (default 10)")] = None,
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The single, recorded look at the test set: test, dev and train error side by side."""
+    """The single, recorded look at the test set: test, dev and train error side by side (and under attack)."""
     with handled():
         from tunectl.evaluate import evaluate_study
         from tunectl.report import evaluation
@@ -348,7 +370,7 @@ def evaluate(
         stdout, stderr = consoles(json_out, quiet)
         if refit:
             stderr.print(f"[dim]refitting trial {'(best)' if trial is None else trial} on train+dev ...[/]")
-        r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model)
+        r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model, _value(attack), eps, steps)
         if json_out:
             return print_json(r)
         evaluation(stdout, r)

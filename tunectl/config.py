@@ -15,7 +15,8 @@ from typing import Any, get_type_hints
 from tunectl.builders import is_reference
 from tunectl.errors import ConfigError
 
-MODELS = ("mlp", "cnn", "transfer")
+MODELS = ("mlp", "cnn", "transfer", "rnn")
+CELLS = ("rnn", "gru", "lstm")  # model: rnn: torch's nn.RNN (tanh), nn.GRU or nn.LSTM
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 AUGMENTS = ("none", "light", "strong")
@@ -30,13 +31,16 @@ LIMITS = {  # field: (the largest value accepted, why)
     "batch_size": (2**31 - 1, ""),
     "epochs": (1_000_000, ""),
     "patience": (1_000_000, ""),
+    "hidden": (65_536, ""),
+    "embed": (65_536, ""),
 }
+MAX_ADV_EPS = 10.0  # adv_eps is in standard deviations of the inputs: 10 of them is no longer the same input
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- model -------------------------------------------------------------
-    model: str = "mlp"  # mlp | cnn | transfer, or your own builder FILE.py:FUNCTION (a ConvNet: try it on images)
+    model: str = "mlp"  # mlp | cnn | transfer | rnn, or your own builder FILE.py:FUNCTION (a ConvNet: try it on images)
     model_params: dict[str, Any] = field(default_factory=dict)  # your builder's own parameters (channels=16, ...)
     model_sha256: str = ""  # SHA-256 of your builder's file when it was recorded: a changed file is refused
     depth: int = 2  # hidden dense layers; raise it (or width) when train error is far above human error
@@ -46,6 +50,11 @@ class TrainConfig:
     conv_layers: int = 2  # ConvNet blocks of conv + activation + 2x2 max-pool
     filters: int = 16  # filters of the first conv block, doubled in each next block
     kernel_size: int = 3  # odd, so that 'same' padding keeps the spatial size
+    # --- recurrent nets (model: rnn; `depth` is its stacked layers, `dropout` acts between them) --
+    cell: str = "gru"  # rnn | gru | lstm: gated cells (GRU, LSTM) carry information over many more steps
+    hidden: int = 64  # units of the recurrent state; the capacity knob of a recurrent net
+    bidirectional: bool = False  # read each sequence both ways; the head sees both final states
+    embed: int = 16  # token sequences (integers, characters): the size of each token's embedding
     # --- transfer learning ---------------------------------------------------
     arch: str = "tunectl"  # body for --model transfer: a tunectl checkpoint, resnet18 or mobilenet_v3_small
     init_from: str = ""  # checkpoint (tunectl model.pt, or torchvision weights) the body starts from
@@ -63,6 +72,8 @@ class TrainConfig:
     epochs: int = 20  # the most epochs to run; train longer when dev error is still falling
     patience: int = 0  # early stopping: stop after this many epochs without a better dev error (0 = off)
     augment: str = "none"  # none | light | strong: image augmentation of training batches (variance cure)
+    clip_norm: float = 0.0  # clip the gradient's norm to this (0 = off): the cure for exploding gradients (RNNs)
+    adv_eps: float = 0.0  # FGSM adversarial training: each mini-batch also trained on inputs moved eps (in std units)
     seed: int = 0  # weights, dropout and batch order; same seed + same data = same result on CPU
 
     def __post_init__(self) -> None:
@@ -131,13 +142,19 @@ def check_size(doc: Any, where: str, error: type[Exception] = ConfigError, limit
 
 
 FIELD_TYPES: dict[str, type] = get_type_hints(TrainConfig)
+BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False, "1": True, "0": False}
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 
 
 def closest_field(name: str) -> str:
     """A 'did you mean' hint for an unknown hyperparameter name."""
     match = difflib.get_close_matches(str(name)[:100], FIELD_NAMES, n=1)
-    return f" (did you mean '{match[0]}'?)" if match else f" (known: {', '.join(FIELD_NAMES)})"
+    if match:
+        return f" (did you mean '{match[0]}'?)"
+    known = ", ".join(FIELD_NAMES)
+    if len(known) > 240:  # a one-line message: the list cut at a name, the rest in `tunectl train --help`'s --set
+        known = known[:known.rfind(", ", 0, 240)] + ", ..."
+    return f" (known: {known})"
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -150,8 +167,14 @@ def coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"model_params: expected a mapping of parameter: value, got {short(value)}")
         return dict(value)
     try:
-        if kind is bool:
-            raise TypeError  # no bool fields today; refuse rather than guess
+        if kind is bool:  # YAML's and the command line's spellings, never Python's truthiness ('no' is not True)
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+                return BOOL_WORDS[value.strip().lower()]
+            raise ValueError
         if kind is int:
             if isinstance(value, bool):
                 raise TypeError
@@ -180,9 +203,8 @@ def coerce(name: str, value: Any) -> Any:
                 raise TypeError
             return str(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(
-            f"{name}: expected {kind.__name__}, got {short(value)}; e.g. --set {name}={getattr(TrainConfig, name)}"
-        ) from None
+        what, example = ("true or false", "true") if kind is bool else (kind.__name__, getattr(TrainConfig, name))
+        raise ConfigError(f"{name}: expected {what}, got {short(value)}; e.g. --set {name}={example}") from None
     return value
 
 
@@ -234,6 +256,9 @@ def validate(cfg: TrainConfig) -> None:
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("augment", cfg.augment, AUGMENTS)
     _choice("arch", cfg.arch, ARCHS)
+    _choice("cell", cfg.cell, CELLS)
+    if not isinstance(cfg.bidirectional, bool):
+        raise ConfigError(f"bidirectional: expected true or false, got {short(cfg.bidirectional)}")
     if cfg.freeze not in ("none", "body") and not (
         cfg.freeze.startswith("all_but_last_") and cfg.freeze.removeprefix("all_but_last_").isdigit()
     ):
@@ -246,6 +271,11 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.filters >= 1, "filters", "must be >= 1"),
         (cfg.kernel_size >= 1 and cfg.kernel_size % 2 == 1, "kernel_size", "must be odd (1, 3, 5, ...)"),
         (cfg.body_lr_scale >= 0, "body_lr_scale", "must be >= 0"),
+        (cfg.hidden >= 1, "hidden", "must be >= 1, e.g. 64"),
+        (cfg.embed >= 1, "embed", "must be >= 1, e.g. 16"),
+        (cfg.clip_norm >= 0, "clip_norm", "must be >= 0 (0 = no clipping), e.g. 1.0"),
+        (0 <= cfg.adv_eps <= MAX_ADV_EPS, "adv_eps", f"must be in [0, {MAX_ADV_EPS:g}] (standard deviations of the "
+                                                    f"inputs; 0 = off), e.g. 0.1"),
         (cfg.lr > 0, "lr", "must be > 0, e.g. 1e-3"),
         (0.0 <= cfg.beta < 1.0, "beta", "must be in [0, 1), e.g. 0.9"),
         (0.0 <= cfg.beta1 < 1.0, "beta1", "must be in [0, 1), e.g. 0.9"),

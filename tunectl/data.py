@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunectl import sequences
 from tunectl.errors import DataError
 from tunectl.sources import MAX_IMAGE_SIZE, TASKS, Dataset, DataSpec, _short, check_image_size, load_dataset
 
@@ -45,6 +46,8 @@ class Splits:
     y_scale: float = 1.0  # regression: targets are standardized; errors are reported in the target's units
     classes: list[str] = field(default_factory=list)
     _test: tuple[torch.Tensor, torch.Tensor] | None = None
+    vocab: int = 0  # token sequences: the number of token ids (0: the inputs are numbers)
+    x_scale: torch.Tensor | None = None  # the training split's std that standardized x: eps in the input's units
 
     @property
     def test(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,12 +78,15 @@ def check_data_settings(data: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         where = f"data.{key}"
-        if key in ("dataset", "data_dir", "target", "task"):
+        if key in ("dataset", "data_dir", "target", "task", "sequence"):
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{where}: expected a name, got {_short(value)}"
                                 + (", e.g. dataset: digits" if key == "dataset" else ""))
             if key == "task" and value not in TASKS:
                 raise DataError(f"{where}: {_short(value)} is not one of {', '.join(TASKS)}")
+        elif key == "as_sequence":
+            if not isinstance(value, bool):
+                raise DataError(f"{where}: expected true or false, got {_short(value)}")
         elif key == "image_size":
             try:
                 check_image_size(value)
@@ -123,6 +129,8 @@ def _check_flag(key: str, value: Any) -> Any:
         parse_split(value)
     elif key == "classes":
         parse_classes(value)
+    elif key == "sequence" and (not isinstance(value, str) or not value.strip()):
+        raise DataError(f"--sequence {_short(value)}: give the CSV column that holds the text, e.g. --sequence text")
     elif key == "train_fraction" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0.0 < value <= 1.0):
         raise DataError(f"--train-fraction {_short(value)}: must be in (0, 1], e.g. 0.25")
@@ -146,9 +154,12 @@ class DataSettings:
     split_seed: int = 0
     train_fraction: float = 1.0  # train on this seeded share of the training split
     classes: str | None = None  # keep these classes only, relabelled 0..k-1: "0-4", "5,6,7", "cat,dog"
+    sequence: str | None = None  # csv: the text column, read as characters (sequences.py)
+    as_sequence: bool = False  # read as sequences: an image as H steps of W features, npz integers as tokens
     download: bool = False  # fetch a torchvision data set if absent (never stored)
 
-    KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes")
+    KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes",
+            "sequence", "as_sequence")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, **changes: Any) -> "DataSettings":
@@ -167,9 +178,11 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
-        for key in ("target", "task", "image_size", "split", "classes"):
+        for key in ("target", "task", "image_size", "split", "classes", "sequence"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.as_sequence:
+            out["as_sequence"] = True
         if self.train_fraction != 1.0:
             out["train_fraction"] = self.train_fraction
         return out
@@ -179,7 +192,8 @@ class DataSettings:
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(self.dataset, self.data_dir, self.download, self.target, self.task, self.image_size)
+        return DataSpec(self.dataset, self.data_dir, self.download, self.target, self.task, self.image_size,
+                        sequence=self.sequence, as_sequence=self.as_sequence)
 
     @property
     def ratios(self) -> tuple[float, float, float] | None:
@@ -269,18 +283,31 @@ def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dat
     rows = relabel[ds.y] >= 0
     names = [ds.classes[i] for i in keep]
     new_task = task or ("binary" if len(keep) == 2 else "multiclass")
-    out = Dataset(ds.x[rows], relabel[ds.y[rows]], new_task, ds.name, names, ds.is_image, ds.flips_ok)
+    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names)
     return out, {"selection": text, "names": names, "indices": keep}
 
 def read_dataset(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
-    """The data set `settings` name, its --classes selected (with the selection's manifest record, or None)."""
+    """The data set `settings` name, its --classes selected (with the selection's manifest record, or None),
+    read as sequences with --as-sequence."""
+    ds, classes = _read_selected(settings)
+    return (sequences.as_sequence(ds) if settings.as_sequence else ds), classes
+
+def _load(spec: DataSpec) -> Dataset:
+    if spec.sequence is None:
+        return load_dataset(spec)
+    if not spec.name.startswith("csv:"):
+        raise DataError(f"--sequence {_short(spec.sequence)}: names a CSV's text column, but the data set is "
+                        f"{_short(spec.name)}; use it with csv:PATH (for images and arrays: --as-sequence)")
+    return sequences.load_text_csv(Path(spec.name.removeprefix("csv:")), spec.target, spec.sequence, spec.task)
+
+def _read_selected(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
     if settings.classes is None:
-        return load_dataset(settings.spec), None
+        return _load(settings.spec), None
     spec = settings.spec
     if spec.task == "regression":
         raise DataError(f"--classes {_short(settings.classes)}: --task regression has no classes; drop --classes")
     # a forced binary task applies to the selection (binary on ten digits would be refused before it)
-    ds = load_dataset(replace(spec, task=None) if spec.task == "binary" else spec)
+    ds = _load(replace(spec, task=None) if spec.task == "binary" else spec)
     return select_classes(ds, settings.classes, spec.task)
 
 def _digest(t: torch.Tensor) -> str:
@@ -345,14 +372,22 @@ def make_splits(
         train = np.sort(rng.choice(train, size=keep, replace=False))
         manifest["train_fraction"] = train_fraction
         manifest["train_used"] = len(train)
+    vocabulary = None
+    if ds.sequence == "chars":  # the vocabulary is the training split's characters: dev and test may hold others
+        x, vocabulary = sequences.encode_chars(ds.x, train)
+        ds = replace(ds, x=x, vocab=len(vocabulary) + 2)
+    if ds.sequence:
+        manifest["sequence"] = sequences.record(ds, ds.vocab, vocabulary)
     x_tr, y_tr = ds.x[train], ds.y[train]
-    if ds.is_image:  # one mean/std per channel
+    if sequences.is_tokens(ds):  # token ids are names, not numbers: never scaled
+        mean, std = torch.zeros(()), torch.ones(())
+    elif ds.is_image:  # one mean/std per channel
         dims = [0, *range(2, ds.x.ndim)]
         mean, std = x_tr.mean(dim=dims, keepdim=True)[:1], x_tr.std(dim=dims, keepdim=True)[:1]
     else:  # one mean/std per feature
         mean, std = x_tr.mean(dim=0, keepdim=True), x_tr.std(dim=0, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # NaN (one example) fails '>' too  # constant features stay as they are
-    scale = lambda x: (x - mean) / std  # noqa: E731
+    scale = (lambda x: x) if sequences.is_tokens(ds) else (lambda x: (x - mean) / std)  # noqa: E731
     y_scale, y_mean = 1.0, 0.0
     if ds.task == "regression":
         y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) if len(y_tr) > 1 else 1.0
@@ -364,6 +399,7 @@ def make_splits(
         scale(x_tr), ty(y_tr), scale(ds.x[dev]), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
         manifest, ds.is_image, ds.flips_ok, y_scale, ds.classes,
         (scale(ds.x[test]), ty(ds.y[test])) if include_test else None,
+        ds.vocab, None if sequences.is_tokens(ds) else std,
     )
 
 def load_splits(settings: DataSettings, include_test: bool = False) -> Splits:

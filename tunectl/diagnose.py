@@ -33,6 +33,7 @@ CLASSIFICATION_THRESHOLD = 0.02
 REGRESSION_THRESHOLD = 0.10
 NOISE = 0.1  # curve changes smaller than this share of the variance threshold are noise
 FLAT_LOSS = 0.02  # training loss that never fell 2 % below its first epoch is 'flat'
+LOSS_SPIKE = 1.5  # an epoch's training loss above 1.5x the lowest before it: a spike, not noise
 CURVE_FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 
 
@@ -138,7 +139,7 @@ def _finite(v: Any) -> bool:
 
 
 def curve_evidence(curve: list[dict[str, Any]], noise: float) -> list[dict[str, Any]]:
-    """What the per-epoch curves say: diverged, flat loss, overfitting from epoch k, still improving."""
+    """What the per-epoch curves say: diverged, a loss spike, flat loss, overfitting from epoch k, still improving."""
     out: list[dict[str, Any]] = []
     bad = next((r for r in curve if not (_finite(r.get("train_loss")) and _finite(r.get("dev_error")))), None)
     if bad is not None:
@@ -148,6 +149,12 @@ def curve_evidence(curve: list[dict[str, Any]], noise: float) -> list[dict[str, 
     if len(rows) < 2:
         return out
     losses, dev = [r["train_loss"] for r in rows], [r["dev_error"] for r in rows]
+    spike = next((i for i in range(1, len(losses)) if losses[i] > LOSS_SPIKE * min(losses[:i]) > 0), None)
+    if spike is not None:
+        out.append({"kind": "loss_spike", "epoch": rows[spike]["epoch"],
+                    "text": f"the training loss jumped at epoch {rows[spike]['epoch']} ({min(losses[:spike]):.3g} → "
+                            f"{losses[spike]:.3g}, more than {LOSS_SPIKE:g}x its lowest before): exploding gradients "
+                            "(clip them) or a learning rate too high"})
     if losses[0] > 0 and (losses[0] - min(losses[1:])) / losses[0] < FLAT_LOSS:
         out.append({"kind": "flat_loss", "epoch": rows[0]["epoch"],
                     "text": f"training loss flat from the start ({losses[0]:.3g} → {losses[-1]:.3g}): "
@@ -301,7 +308,8 @@ def diagnose_subject(s: dict[str, Any], human_error: float | None = None, thresh
                      data_curve: list[dict[str, Any]] | None = None) -> Diagnosis:
     d = diagnose(s["train_error"], s["dev_error"], human_error or 0.0, s["task"], s["curve"], s.get("y_scale"),
                  thresholds, config=s["config"], space=s.get("space"),
-                 image=is_image_data(s.get("data", {}).get("dataset")), data_curve=data_curve)
+                 image=is_image_data(s.get("data", {}).get("dataset")) and not s.get("data", {}).get("as_sequence"),
+                 data_curve=data_curve)
     d.source = dict(s["source"])
     if d.source.get("state") == "PRUNED":
         d.evidence.insert(0, {"kind": "pruned", "text": f"this trial was {d.source.get('reason') or 'pruned'}: its "

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunectl import studies
+from tunectl import attacks, studies
 from tunectl.builders import file_of, is_reference, unchanged
 from tunectl.errors import ConfigError, StudyError
 from tunectl import files, runs
@@ -89,11 +89,16 @@ def study_splits(meta: dict[str, Any], include_test: bool):
 
 
 def evaluate_study(study: str, trial: int | None = None, refit: bool = False, root: Path | str = studies.ROOT,
-                   storage: str | None = None, device: str | None = None, allow_changed: bool = False) -> dict[str, Any]:
-    """Evaluate the chosen trial on test, dev and train once, and record that look."""
+                   storage: str | None = None, device: str | None = None, allow_changed: bool = False,
+                   attack: str | None = None, eps: float | None = None, steps: int | None = None) -> dict[str, Any]:
+    """Evaluate the chosen trial on test, dev and train once, and record that look.
+
+    With `attack` (fgsm | pgd) the test error under that attack (budget `eps`, standardized units;
+    `steps` for PGD) is measured too and recorded in the same look."""
     from tunectl.models import load_checkpoint, model_from_checkpoint
     from tunectl.train import evaluate, pick_device
 
+    attacks.check(attack, eps, steps)
     dev_ = pick_device(device)  # an unknown or absent device: one line before any work
     c = choose(study, trial, root, storage)
     rec, n = c.record, c.record["number"]
@@ -115,6 +120,9 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     if ckpt is not None and ckpt.get("manifest") and ckpt["manifest"].get("hashes") != splits.manifest["hashes"]:
         raise StudyError(f"{c.checkpoint}: was trained on another split than study '{study}'; "
                          f"it does not belong to this study")
+    if attack and splits.vocab:
+        raise ConfigError(f"--attack {attack}: moves numeric inputs, but study '{study}' reads token ids "
+                          f"(characters or npz integers); evaluate it without --attack")
     if refit:
         model, epochs, model_path, fit_on = _refit(c, splits, dev_)
     else:
@@ -125,9 +133,17 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     train_error = err(fit_on.x_train, fit_on.y_train)
     # after a refit the dev split was trained on: its error is not a held-out number
     dev_error = None if refit else err(splits.x_dev, splits.y_dev)
+    robust = None
+    if attack:
+        x_test, y_test = splits.test
+        x_adv = attacks.perturb(model, x_test, y_test, splits.task, attack, eps, steps,
+                                attacks.image_bounds(splits.x_train, splits.is_image), dev_)
+        robust = {"name": attack, "eps": float(eps), "steps": (steps or 10) if attack == "pgd" else None,
+                  "eps_input": attacks.in_input_units(float(eps), splits.x_scale),
+                  "test_error": err(x_adv, y_test), "clean_test_error": test_error}
     path = c.folder / studies.EVALUATIONS
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
-            "dev_error": dev_error, "train_error": train_error}
+            "dev_error": dev_error, "train_error": train_error, **({"attack": robust} if robust else {})}
     looks = studies.append_evaluation(c.folder, look)
     evaluated_before = bool(looks)
     return {
@@ -137,6 +153,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "test_error": test_error,
         "dev_error": dev_error,
         "train_error": train_error,
+        "attack": robust,
         "trained_on": "train+dev" if refit else "train",
         "epochs": epochs,
         "tuned_dev_error": rec.get("dev_error"),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tunectl import studies
-from tunectl.report import duration, fmt, verdict_label
+from tunectl.report import attack_text, duration, fmt, verdict_label
 from tunectl import files
 from tunectl.errors import StudyError
 
@@ -327,8 +327,17 @@ def _evaluations(evals: list[dict[str, Any]] | None, problem: str | None) -> str
         body += _note(f"The test set was evaluated {len(evals)} times: the test errors below are no longer an "
                       f"unbiased estimate of the error on new data (a choice made by looking at them is "
                       f"tuned to the test set).", "warn")
-    return _section("evaluations", "Test-set evaluations", body + _table(
-        ["time", "trial", "test error", "dev error", "train error", "refit on train+dev"], rows, {2, 3, 4}))
+    head = ["time", "trial", "test error", "dev error", "train error", "refit on train+dev"]
+    numeric = {2, 3, 4}
+    if any(v.get("attack") for v in evals):  # clean against robust error, for each look that attacked
+        head[3:3] = ["test error under attack", "attack"]
+        for v, row in zip(evals, rows):
+            a = v.get("attack") or {}
+            row[3:3] = [fmt(a.get("test_error")), attack_text(a) if a else "-"]
+        body += ("<p>Robustness: the test error under an adversarial attack (FGSM or PGD, every input value "
+                 "moved by at most eps) next to the clean test error of the same look.</p>")
+        numeric = {2, 3, 5, 6}
+    return _section("evaluations", "Test-set evaluations", body + _table(head, rows, numeric))
 
 
 # ----------------------------------------------------------------------------- the report

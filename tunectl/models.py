@@ -1,4 +1,4 @@
-"""Models a practitioner reaches for: dense nets, ConvNets, and transfer from a checkpoint.
+"""Models a practitioner reaches for: dense nets, ConvNets, recurrent nets, and transfer from a checkpoint.
 
 Every model is `Net(body, head)`: the body turns inputs into features, the head maps
 features to the task's outputs (1 logit for binary, k logits for k classes, 1 value
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tunectl import builders
+from tunectl import builders, recurrent
 from tunectl.builders import is_reference
 from tunectl.config import TrainConfig, from_dict
 from tunectl.errors import ConfigError
@@ -91,8 +91,8 @@ def _cnn_body(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[nn.Module
     return nn.Sequential(*layers, nn.Flatten(), *dense), n_out
 
 
-def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) -> Net:
-    """A fresh, initialised model for this config and data shape.
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int, vocab: int = 0) -> Net:
+    """A fresh, initialised model for this config and data shape (`vocab`: token sequences' vocabulary size).
 
     Your own builder (model: FILE.py:FUNCTION) makes the body and keeps its own initialisation;
     its raw outputs meet the same losses (and so the same heads) as tunectl's own models."""
@@ -104,6 +104,13 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) ->
     if cfg.init_from:  # silently training from scratch would hide the mistake
         raise ConfigError(f"init_from={cfg.init_from!r} is set but model={cfg.model}: add --model transfer to start "
                           f"from that checkpoint, or drop --init-from")
+    if cfg.model == "rnn":
+        net = Net(*recurrent.build(cfg, input_shape, out_dim, vocab))
+        net.vocab = vocab  # saved by checkpoint(): the embedding's size without the data
+        return net
+    if vocab:
+        raise ConfigError(f"model={cfg.model} cannot read token sequences (integers with 0 as padding); "
+                          f"use --model rnn, which embeds them")
     body, n_features = (_cnn_body if cfg.model == "cnn" else _mlp_body)(cfg, input_shape)
     head = nn.Linear(n_features, out_dim)
     net = Net(body, head)
@@ -145,6 +152,7 @@ def checkpoint(model: Net, cfg: TrainConfig, input_shape: tuple[int, ...], out_d
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         # a transferred model's body is shaped by the model it came from
         **({"source_config": model.source_config} if getattr(model, "source_config", None) else {}),
+        **({"vocab": model.vocab} if getattr(model, "vocab", 0) else {}),
         **(extra or {}),
     }
 
@@ -191,7 +199,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], allow_changed: bool = False) -> 
             raise ConfigError("this transfer checkpoint does not record its source model; re-train it with this tunectl")
         model = _transfer_shell(cfg, shape, out_dim, ckpt.get("source_config"))
     else:
-        model = build_model(cfg, shape, out_dim)
+        model = build_model(cfg, shape, out_dim, int(ckpt.get("vocab") or 0))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
@@ -248,12 +256,16 @@ def _torchvision_body(arch: str, input_shape: tuple[int, ...]) -> tuple[nn.Modul
 def _source_body(source_config: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[nn.Module, int, nn.Module | None]:
     source_config = dict(source_config)
     out_dim = source_config.pop("out_dim", None)  # a user model's: its builder needs it to build
+    vocab = int(source_config.pop("vocab", 0) or 0)  # a recurrent net on tokens: its embedding's size
     src = from_dict(source_config)
     if is_reference(src.model):  # your own model: all of it is the body, its raw outputs the features
         return builders.build(src.model, src.model_sha256 or None, input_shape, int(out_dim or 1), src.model_params), \
             int(out_dim or 1), None
     if src.model == "transfer":  # a torchvision-bodied transfer (a tunectl-bodied one records its own source)
         return _torchvision_body(src.arch, input_shape)
+    if src.model == "rnn":
+        body, n = recurrent.body(src, input_shape, vocab)
+        return body, n, None
     body, n = (_cnn_body if src.model == "cnn" else _mlp_body)(src, input_shape)
     return body, n, None
 
@@ -300,6 +312,8 @@ def _from_tunectl(cfg: TrainConfig, input_shape: tuple[int, ...], out_dim: int) 
     source = src.get("source_config") or src["config"]
     if is_reference(source.get("model")):  # your own model as the source: its builder needs its out_dim
         source = {**source, "out_dim": src["out_dim"]}
+    if src.get("vocab"):  # a recurrent net on tokens: its embedding's size
+        source = {**source, "vocab": src["vocab"]}
     net = _transfer_shell(cfg, input_shape, out_dim, source)
     body = {k.removeprefix("body."): v for k, v in src["state_dict"].items() if k.startswith("body.")}
     try:

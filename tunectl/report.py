@@ -323,13 +323,18 @@ def evaluation(console: Console, r: dict[str, Any]) -> None:
     unit = "RMSE" if r["task"] == "regression" else "error rate"
     title = f"study {r['study']}, trial {r['trial']}" + (" (refit on train+dev)" if r["refit"] else "")
     table = Table(title=title, title_justify="left")
-    for name in ("test", "dev", "train"):
+    a = r.get("attack")
+    for name in ("test", *(["test"] if a else []), "dev", "train"):
         table.add_column(f"{name} {unit}", justify="right")
+    if a:
+        table.columns[1].header = f"test {unit} under {a['name'].upper()}"
     dev = fmt(r["dev_error"]) if not r["refit"] else "trained on"
-    table.add_row(fmt(r["test_error"]), dev, fmt(r["train_error"]))
+    table.add_row(fmt(r["test_error"]), *([fmt(a["test_error"])] if a else []), dev, fmt(r["train_error"]))
     sizes = {**r["sizes"], "train": r["sizes"]["train"] + (r["sizes"]["dev"] if r["refit"] else 0)}
-    table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", "dev", "train")))
+    table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", *(["test"] if a else []), "dev", "train")))
     console.print(table)
+    if a:
+        console.print(f"Under attack: {attack_text(a)}.", soft_wrap=True)
     if r["refit"]:
         console.print(f"Refit on train+dev for {r['epochs']} epochs (the trial's best epoch count): train error is "
                       f"on train+dev; dev was trained on, so it has no held-out error.")
@@ -337,6 +342,17 @@ def evaluation(console: Console, r: dict[str, Any]) -> None:
     console.print(f"[dim]Look {r['evaluations']} at the test set, recorded in {r['record']}.[/]", soft_wrap=True)
     if r["evaluated_before"]:
         console.print(f"[yellow]Warning: {r['warning']}.[/]", soft_wrap=True)
+
+
+def attack_text(a: dict[str, Any]) -> str:
+    """'FGSM, eps 0.1 (standardized; 0.0367 in the input's units)': an attack and its budget, in words."""
+    units = a.get("eps_input")
+    if isinstance(units, dict):
+        units = f"{fmt(units['min'])}–{fmt(units['max'])} in the input's units, by feature"
+    elif units is not None:
+        units = f"{fmt(units)} in the input's units"
+    steps = f", {a['steps']} steps" if a.get("steps") else ""
+    return f"{a['name'].upper()}{steps}, eps {a['eps']:g} (standard deviations{'; ' + units if units else ''})"
 
 
 def export_summary(console: Console, r: dict[str, Any]) -> None:

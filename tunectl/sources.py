@@ -8,6 +8,7 @@ scaling and the manifest are `data.py`'s.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import gzip
 import os
@@ -37,8 +38,8 @@ TORCHVISION = {
 
 PREFIXED = {
     "folder:DIR": "torchvision ImageFolder: one sub-folder per class (--image-size to resize)",
-    "csv:PATH": "a CSV file with a header row (--target COLUMN)",
-    "npz:PATH": "a NumPy .npz file with arrays x and y",
+    "csv:PATH": "a CSV file with a header row (--target COLUMN; --sequence COLUMN: text)",
+    "npz:PATH": "a NumPy .npz file with arrays x and y (N x T x F: sequences)",
     "py:FILE.py:FUNCTION": "your own loader: FUNCTION() returns (x, y) or (x, y, task); x of N x H x W is images",
 }
 
@@ -54,9 +55,12 @@ class DataSpec:
     target: str | None = None  # csv: the target column
     task: str | None = None  # force binary | multiclass | regression
     image_size: int | None = None  # folder: resize every image to this square size
+    sequence: str | None = None  # csv: the text column read as characters (sequences.py)
+    as_sequence: bool = False  # read the data as sequences: an image as H steps of W features (sequences.py)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and k != "download"}
+        return {k: v for k, v in self.__dict__.items()
+                if v is not None and k != "download" and not (k == "as_sequence" and not v)}
 
 @dataclass
 class Dataset:
@@ -67,6 +71,9 @@ class Dataset:
     classes: list[str] = field(default_factory=list)
     is_image: bool = False
     flips_ok: bool = False  # may augmentation mirror the images? (not for digits)
+    sequence: str = ""  # "" | floats (N x T x F) | tokens (N x T ids, 0 = padding) | chars (code points): sequences.py
+    vocab: int = 0  # tokens: the number of token ids (the embedding's rows)
+    integer: bool = False  # x came as integers (an npz): --as-sequence reads N x T of them as token ids
 
     @property
     def n_classes(self) -> int:
@@ -411,7 +418,8 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, where: str) -> Dataset:
         raise DataError(f"{where}: x has shape {x.shape}: no feature to learn from; add features")
     yt, classes, task = _targets(y, where)
     is_image = x.ndim == 4
-    return Dataset(_to_float32(x, where), yt, task, where, classes, is_image)
+    return Dataset(_to_float32(x, where), yt, task, where, classes, is_image,
+                   integer=bool(np.issubdtype(x.dtype, np.integer)))
 
 def _targets(y: np.ndarray, where: str = "data") -> tuple[torch.Tensor, list[str], str]:
     """Infer the task from the targets: numbers with many distinct values are regression."""
@@ -451,7 +459,7 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
         except ValueError:
             raise DataError(f"--task regression: the targets are class names ({', '.join(ds.classes[:3])}, ...), "
                             f"not numbers; drop --task or give numeric targets") from None
-        return Dataset(ds.x, y, task, ds.name, [], ds.is_image, ds.flips_ok)
+        return dataclasses.replace(ds, y=y, task=task, classes=[])
     if ds.task == "regression":  # each (rounded) value becomes a class; _targets would call them regression again
         values, inverse = np.unique(np.round(ds.y.numpy()).astype(np.int64), return_inverse=True)
         y, classes = torch.tensor(inverse, dtype=torch.int64), [str(v) for v in values]
@@ -459,7 +467,7 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
         y, classes = ds.y, ds.classes
     if task == "binary" and len(classes) != 2:
         raise DataError(f"--task binary: the targets have {len(classes)} classes, not 2")
-    return Dataset(ds.x, y, task, ds.name, classes, ds.is_image, ds.flips_ok)
+    return dataclasses.replace(ds, y=y, task=task, classes=classes)
 
 def _check(ds: Dataset) -> None:
     if len(ds.x) == 0:

@@ -240,6 +240,9 @@ def _spec(origin: str, name: str, raw: Any, builder: bool = False) -> dict[str, 
     else:
         if field_type is str:
             raise SpaceError(f"{where}: {name} is a name, not a number; use type: categorical with choices")
+        if field_type is bool:
+            raise SpaceError(f"{where}: {name} is true or false, not a number; use type: categorical with "
+                             f"choices: [false, true]")
         num = int if kind == "int" else float
         if field_type is int and kind == "float":
             raise SpaceError(f"{where}: {name} takes whole numbers; use type: int")

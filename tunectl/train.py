@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tunectl import attacks
 from tunectl.builders import check_outputs, is_reference
 from tunectl.config import TrainConfig
 from tunectl.data import Splits
@@ -191,7 +192,10 @@ def check(cfg: TrainConfig, splits: Splits) -> None:
     these inputs (cnn on tabular data, transfer without a source). A batch larger than the training
     split is the full batch, not a failure. Used by `train`, `tune` and every worker, so each
     refuses the same way."""
-    model = build_model(cfg, splits.input_shape, splits.out_dim)
+    model = build_model(cfg, splits.input_shape, splits.out_dim, splits.vocab)
+    if cfg.adv_eps and splits.vocab:
+        raise ConfigError(f"adv_eps={cfg.adv_eps:g}: adversarial training moves numeric inputs, but this data set's "
+                          f"are token ids; use adv_eps=0")
     if is_reference(cfg.model):  # your own model: one mini-batch through it, before anything runs
         check_outputs(cfg.model, model, splits.x_train, splits.out_dim)
 
@@ -207,7 +211,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
     torch.manual_seed(cfg.seed)  # weights and dropout
     shuffle = torch.Generator().manual_seed(cfg.seed)  # batch order, on the CPU on every device
     task, y_scale = splits.task, splits.y_scale
-    model = build_model(cfg, splits.input_shape, splits.out_dim).to(device)
+    model = build_model(cfg, splits.input_shape, splits.out_dim, splits.vocab).to(device)
     opt = make_optimizer(cfg, model)
     x, y = splits.x_train.to(device), splits.y_train.to(device)
     x_dev, y_dev = splits.x_dev.to(device), splits.y_dev.to(device)
@@ -219,6 +223,8 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
         from tunectl.data import augmenter
 
         augment = augmenter(cfg.augment, splits.input_shape, splits.flips_ok)
+    bounds = attacks.image_bounds(x, splits.is_image) if cfg.adv_eps else None
+    params = [p for group in opt.param_groups for p in group["params"]]
 
     hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim, batch_size_used=bs)
     best_state: dict[str, torch.Tensor] | None = None
@@ -235,10 +241,18 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
             xb, yb = x[idx], y[idx]
             if augment is not None:
                 xb = augment(xb)
+            if cfg.adv_eps:  # FGSM adversarial training: half the loss on the batch, half on its FGSM points
+                xb = xb.detach().requires_grad_(True)
             out = model(xb)
             loss = _loss(task, out, yb)
+            if cfg.adv_eps:
+                (grad,) = torch.autograd.grad(loss, xb, retain_graph=True)
+                x_adv = attacks.fgsm_point(xb, grad, cfg.adv_eps, bounds)
+                loss = 0.5 * loss + 0.5 * _loss(task, model(x_adv), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_norm:  # the gradient's norm over all parameters, cut to clip_norm (exploding gradients)
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
             opt.step()
             # running sums stay on the device: no .item() per batch
             loss_sum.add_(loss.detach(), alpha=len(idx))
