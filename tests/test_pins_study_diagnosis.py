@@ -264,3 +264,134 @@ def test_a_folder_without_a_readable_history(tmp_path):
         D.read_run(tmp_path)
     assert str(e.value).startswith(f"{tmp_path / 'history.json'}: cannot read it (") and \
         str(e.value).endswith("); check the run folder")
+
+
+# ----------------------------------------------------------------------------- diagnose_target on a run folder, and what it refuses first
+
+
+def test_diagnose_target_of_a_run_folder(tmp_path):
+    folder = write_run(tmp_path / "run", split={"task": "regression", "scaling": {"y_scale": 20.0}})
+    out = D.diagnose_target(str(folder), human_error=3.5, root=tmp_path / "studies")
+    expected = D.diagnose_subject(D.read_run(folder), 3.5).to_dict()
+    assert out == expected and out["source"] == {"run": str(folder)}
+    assert out["thresholds"] == {"bias": pytest.approx(2.0), "variance": pytest.approx(2.0), "unit": "target units"}
+    assert (out["avoidable_bias"], out["variance"], out["diagnosis"]) == (pytest.approx(0.5), 1.0, "ok")
+    assert "next_space" not in out and "data_curve" not in out
+    # no --human-error for regression: the evidence says so (human_error None reaches the subject)
+    assert D.diagnose_target(str(folder), root=tmp_path)["evidence"][-1]["kind"] == "no_human_error"
+    assert D.diagnose_target(str(folder), thresholds=Thresholds(variance=0.01), human_error=3.5,
+                             root=tmp_path)["diagnosis"] == "high_variance"
+
+
+def test_diagnose_target_writes_the_next_space(tmp_path):
+    from tunectl.space import load_space
+
+    folder = write_run(tmp_path / "run", history={"train_error": 0.30, "dev_error": 0.31, "config": {"width": 16},
+                                                  "data": {"dataset": "iris"}, "task": "multiclass"})
+    out_file = tmp_path / "deep" / "er" / "next.yaml"
+    out = D.diagnose_target(str(folder), next_space=out_file, root=tmp_path)
+    assert out["next_space"] == str(out_file) and out["diagnosis"] == "high_bias"
+    space = load_space(out_file)
+    assert space.dataset == "iris" and "width" in space.params
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"all_trials": True}, "RUN: --all needs a study, and this is a run folder"),
+    ({"all_trials": True, "data_curve_": True}, "--all summarises every complete trial; --trial, --data-curve and "
+                                                "--next-space take one trial"),
+    ({"all_trials": True, "trial": 0}, "--all summarises every complete trial"),
+    ({"human_error": 1.0}, "--human-error 1: an error rate must be below 1"),
+    ({"human_error": -1.0}, "--human-error -1: must be a finite number >= 0"),
+])
+def test_diagnose_target_refuses_before_any_work(tmp_path, kwargs, message):
+    folder = write_run(tmp_path / "run", history={"train_error": 0.3, "dev_error": 0.31, "config": {},
+                                                  "task": "multiclass"})
+    with pytest.raises(TunectlError) as e:
+        D.diagnose_target(str(folder), root=tmp_path, **kwargs)
+    assert str(e.value).startswith(message.replace("RUN", str(folder)))
+
+
+def test_diagnose_target_checks_the_next_space_first(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TunectlError) as e:
+        D.diagnose_target(str(tmp_path / "not-there"), next_space=tmp_path / "file" / "next.yaml", root=tmp_path)
+    assert str(e.value) == (f"--next-space {tmp_path / 'file' / 'next.yaml'}: {tmp_path / 'file'} is a file, "
+                            f"not a folder; choose another path")
+    with pytest.raises(TunectlError) as e:
+        D.check_next_space(tmp_path)
+    assert str(e.value) == f"--next-space {tmp_path}: is a folder; give a file name, e.g. --next-space {tmp_path / 'next.yaml'}"
+    D.check_next_space(tmp_path / "new" / "next.yaml")  # a folder still to make is fine
+
+
+def test_diagnose_target_names_what_it_looked_for(tmp_path):
+    with pytest.raises(TunectlError) as e:
+        D.diagnose_target("nope", root=tmp_path / "studies")
+    assert str(e.value) == (f"'nope' is neither a run folder (with history.json) nor a study under "
+                            f"{tmp_path / 'studies'}/; list the studies with `tunectl studies --root "
+                            f"{tmp_path / 'studies'}`")
+
+
+# ----------------------------------------------------------------------------- a study written as tunectl writes one
+
+
+@pytest.fixture
+def regression_study(tmp_path):
+    """An Optuna study in studies/NAME/study.db with tunectl's attribute and 6 finished trials (no training)."""
+    import optuna
+
+    from tunectl import results, studies
+
+    root = tmp_path / "studies"
+    name = "diabetes-night"
+    studies.study_dir(name, root).mkdir(parents=True)
+    results.quiet_optuna()
+    st = optuna.create_study(study_name=name, storage=studies.default_storage_url(name, root))
+    st.set_user_attr(results.ATTR, REGRESSION)
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-6, 1.0, log=True)}
+    rows = [(5.0, 6.5), (5.0, 5.5), (4.0, 4.5), (6.0, 6.2), (5.5, 7.0)]  # (train, dev) RMSE, y_scale 10
+    for i, (train, dev) in enumerate(rows):
+        st.add_trial(optuna.trial.create_trial(
+            params={"lr": 10 ** -(i + 1)}, distributions=dist, value=dev,
+            user_attrs={"train_error": train, "dev_error": dev, "config": {"width": 32, "lr": 10 ** -(i + 1)},
+                        "params": {"lr": 10 ** -(i + 1)}, "curve": []}))
+    st.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"lr": 0.5},
+                                           distributions=dist, user_attrs={"reason": "pruned at epoch 1"}))
+    return name, root, rows
+
+
+def test_board_gives_each_leaderboard_trial_its_verdict(regression_study):
+    from tunectl import results
+
+    name, root, rows = regression_study
+    b = D.board(name, root=root, top=3)
+    assert [r["number"] for r in b["leaderboard"]] == [2, 1, 3]  # lowest dev RMSE first, top 3
+    # limits 1.0 (0.1 x 10), no human error: all of the train RMSE is avoidable bias
+    assert b["verdicts"] == {2: "high_bias", 1: "high_bias", 3: "high_bias"}
+    assert b["importance_method"] == results.importance_method()
+    assert set(b["importances"]) == {"lr"}
+    assert b["task"] == "regression" and b["n_trials"] == 6
+
+
+def test_diagnose_target_of_a_study_picks_the_best_or_the_asked_trial(regression_study):
+    name, root, rows = regression_study
+    best = D.diagnose_target(name, human_error=3.5, root=root)
+    assert best["source"] == {"study": name, "trial": 2, "state": "COMPLETE", "reason": "complete"}
+    assert (best["train_error"], best["dev_error"], best["task"]) == (4.0, 4.5, "regression")
+    assert best["thresholds"]["bias"] == pytest.approx(1.0) and best["diagnosis"] == "ok"
+    four = D.diagnose_target(name, trial=4, human_error=3.5, root=root)
+    assert four["source"]["trial"] == 4 and four["diagnosis"] == "high_bias_high_variance"
+    # `diagnose studies/NAME` is the same study
+    assert D.diagnose_target(str(root / name), human_error=3.5, root="elsewhere")["source"] == best["source"]
+    with pytest.raises(TunectlError, match="trial 5 of study 'diabetes-night' has no train/dev error"):
+        D.diagnose_target(name, trial=5, root=root)
+
+
+def test_diagnose_all_is_the_studys_overview(regression_study):
+    name, root, rows = regression_study
+    out = D.diagnose_target(name, all_trials=True, human_error=4.5, root=root)
+    assert out["overview"] is True and out["study"] == name and out["n_complete"] == 5
+    expected = {"ok": 0, "high_bias": 0, "high_variance": 0, "high_bias_high_variance": 0}
+    for train, dev in rows:
+        expected[D.verdict(train - 4.5, dev - train, 1.0, 1.0)] += 1
+    assert out["counts"] == expected
+    assert out["thresholds"] == {"bias": pytest.approx(1.0), "variance": pytest.approx(1.0)}
