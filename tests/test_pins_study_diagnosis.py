@@ -395,3 +395,23 @@ def test_diagnose_all_is_the_studys_overview(regression_study):
         expected[D.verdict(train - 4.5, dev - train, 1.0, 1.0)] += 1
     assert out["counts"] == expected
     assert out["thresholds"] == {"bias": pytest.approx(1.0), "variance": pytest.approx(1.0)}
+
+
+def test_diagnose_target_data_curve_retrains_on_the_runs_own_data(tmp_path):
+    """--data-curve reads the data the run trained on (its `data` section), announces the curve
+    (on_curve(None)), then reports each point; a bad --human-error is refused before any of that."""
+    data = {"dataset": "iris", "split": "0.5,0.25,0.25", "split_seed": 2}
+    folder = write_run(tmp_path / "run", history={"train_error": 0.3, "dev_error": 0.35, "task": "multiclass",
+                                                  "config": {"epochs": 1, "width": 4, "depth": 1}, "data": data})
+    calls = []
+    with pytest.raises(TunectlError, match="an error rate must be below 1"):
+        D.diagnose_target(str(folder), human_error=1.0, data_curve_=True, on_curve=calls.append, root=tmp_path)
+    assert calls == []
+    out = D.diagnose_target(str(folder), data_curve_=True, on_curve=calls.append, root=tmp_path, device="cpu")
+    assert calls[0] is None and calls[1:] == out["data_curve"]
+    # about 50 % of iris's 150 examples train (the run's split, not the default 60 %); the curve's shares of them
+    from tunectl.data import split_sizes
+
+    n = split_sizes(150, (0.5, 0.25, 0.25))[0]
+    assert [p["n_train"] for p in out["data_curve"]] == [max(1, round(f * n)) for f in D.CURVE_FRACTIONS]
+    assert out["data_verdict"] in ("more_data_helps", "flat") and out["evidence"][-1]["kind"] == out["data_verdict"]
