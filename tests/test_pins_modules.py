@@ -59,3 +59,55 @@ def test_an_int_range_without_a_step_is_a_grid_up_to_seventeen_values():
         grid(parse_space({"params": {"beta1": {"type": "float", "low": 0.8, "high": 0.99, "one_minus": True}}}, "s"))
     with pytest.raises(SpaceError, match="params.lr: --sampler grid needs choices or a step"):
         grid(parse_space({"params": {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}}, "s.yaml"))
+
+
+# ----------------------------------------------------------------------------- train.History and the devices a refusal lists
+
+
+def test_a_history_as_history_json_holds_it(iris):
+    from tunectl.config import TrainConfig
+    from tunectl.train import fit
+
+    hist = fit(TrainConfig(epochs=3, width=4, depth=1, seed=0, batch_size=0), iris, device="cpu")
+    d = hist.to_dict()
+    assert list(d) == ["status", "train_error", "dev_error", "best_epoch", "epochs", "batch_size_used", "seconds",
+                       "epoch_seconds", "history"]
+    assert d["seconds"] == hist.seconds > 0 and d["epochs"] == 3 == len(d["history"])
+    assert d["epoch_seconds"] == pytest.approx(hist.seconds / 3)
+    assert (d["train_error"], d["dev_error"], d["best_epoch"]) == (hist.train_error, hist.dev_error, hist.best_epoch)
+    # a run that stopped before its first epoch: no division by zero, and NaN errors become null
+    from tunectl.train import History
+
+    empty = History(TrainConfig(), seconds=0.5).to_dict()
+    assert empty["epoch_seconds"] == 0.5 and empty["epochs"] == 0 and empty["train_error"] is None
+
+
+def test_a_historys_checkpoint_rebuilds_its_model(iris):
+    from tunectl.config import TrainConfig
+    from tunectl.models import build_model
+    from tunectl.train import History, fit
+
+    hist = fit(TrainConfig(epochs=1, width=4, depth=1, seed=0), iris, device="cpu")
+    ck = hist.checkpoint({"trial": 3})
+    assert (ck["out_dim"], ck["task"], ck["input_shape"]) == (3, "multiclass", [4])
+    assert (ck["best_epoch"], ck["dev_error"], ck["trial"]) == (hist.best_epoch, hist.dev_error, 3)
+    model = build_model(TrainConfig(**ck["config"]), tuple(ck["input_shape"]), ck["out_dim"])
+    model.load_state_dict(ck["state_dict"])  # the shapes are those of the trained model
+    with pytest.raises(ValueError) as e:
+        History(TrainConfig()).checkpoint()
+    assert str(e.value) == "this run kept no model (it diverged in its first epoch)"
+
+
+def test_a_refused_device_lists_mps_where_present(monkeypatch):
+    import torch
+
+    from tunectl.errors import ConfigError
+    from tunectl.train import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("TUNECTL_DEVICE", raising=False)
+    for mps, have in ((True, "cpu, mps"), (False, "cpu")):
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        with pytest.raises(ConfigError) as e:
+            check_device("cuda")
+        assert f"(this machine has: {have}); use --device cpu" in str(e.value)
