@@ -111,3 +111,34 @@ def test_a_refused_device_lists_mps_where_present(monkeypatch):
         with pytest.raises(ConfigError) as e:
             check_device("cuda")
         assert f"(this machine has: {have}); use --device cpu" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- data.py: the split's manifest and same_split
+
+
+def test_the_manifest_keeps_the_classes_record_and_a_share_below_one_only():
+    from tunectl.data import DataSettings, make_splits, read_dataset
+
+    ds, classes = read_dataset(DataSettings(dataset="iris", classes="0,2"))
+    assert classes == {"selection": "0,2", "names": [ds.classes[0], ds.classes[1]], "indices": [0, 2]}
+    m = make_splits(ds, classes=classes).manifest
+    assert m["classes"] == classes
+    plain = make_splits(ds).manifest
+    assert "classes" not in plain
+    # the whole training split is no "share": nothing recorded, and the same rows as without the argument
+    whole = make_splits(ds, train_fraction=1.0)
+    assert "train_fraction" not in whole.manifest and "train_used" not in whole.manifest
+    assert whole.manifest == plain
+    half = make_splits(ds, train_fraction=0.5).manifest
+    assert (half["train_fraction"], half["train_used"]) == (0.5, round(0.5 * plain["sizes"]["train"]))
+
+
+@pytest.mark.parametrize("key", ["data_hash", "hashes", "sizes", "seed"])
+def test_same_split_compares_data_rows_sizes_and_seed(key):
+    from tunectl.data import DataSettings, load_splits, same_split
+
+    a = load_splits(DataSettings(dataset="iris")).manifest
+    assert same_split(a, dict(a)) and same_split(a, {**a, "spec": {"name": "elsewhere"}, "stratified": False})
+    changed = {**a, key: {"train": "other"} if isinstance(a[key], dict) else f"{a[key]}-other"}
+    assert not same_split(a, changed) and not same_split(changed, a)
+    assert not same_split(a, {k: v for k, v in a.items() if k != key})
