@@ -142,3 +142,35 @@ def test_same_split_compares_data_rows_sizes_and_seed(key):
     changed = {**a, key: {"train": "other"} if isinstance(a[key], dict) else f"{a[key]}-other"}
     assert not same_split(a, changed) and not same_split(changed, a)
     assert not same_split(a, {k: v for k, v in a.items() if k != key})
+
+
+def test_the_largest_split_seed_splits_stratified():
+    from tunectl.config import MAX_SEED
+    from tunectl.data import DataSettings, load_splits
+
+    m = load_splits(DataSettings(dataset="iris", split_seed=MAX_SEED)).manifest
+    assert m["seed"] == MAX_SEED and m["stratified"] is True  # the dev split's seed wraps to 0, inside 32 bits
+
+
+def test_a_split_with_an_empty_part_is_too_few_examples():
+    from tunectl.data import make_splits
+    from tunectl.errors import DataError
+    from tunectl.sources import Dataset
+
+    import torch
+
+    ds = Dataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]), "binary", "four", ["a", "b"], False, False)
+    for ratios in ((0.7, 0.2, 0.1), (0.7, 0.1, 0.2)):  # 4 examples: one part rounds to none
+        with pytest.raises(DataError) as e:
+            make_splits(ds, ratios)
+        assert str(e.value) == "four: 4 examples are too few to split into train/dev/test; add data"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "7"])
+def test_a_bad_split_seed_is_shown_in_the_refusal(seed):
+    from tunectl.data import check_split_seed
+    from tunectl.errors import DataError
+
+    with pytest.raises(DataError) as e:
+        check_split_seed(seed)
+    assert str(e.value).startswith(f"--split-seed {seed!r}: must be a whole number between 0 and {2**32 - 1}")
