@@ -174,3 +174,45 @@ def test_a_bad_split_seed_is_shown_in_the_refusal(seed):
     with pytest.raises(DataError) as e:
         check_split_seed(seed)
     assert str(e.value).startswith(f"--split-seed {seed!r}: must be a whole number between 0 and {2**32 - 1}")
+
+
+# ----------------------------------------------------------------------------- config.py: bounded reprs and the YAML alias bomb guard
+
+
+def test_short_bounds_every_kind_of_value():
+    from tunectl.config import short
+
+    assert short([[[[1]]]]) == "[[[[...]]]]"  # three levels deep
+    assert short(list(range(10))) == "[0, 1, 2, 3, 4, 5, ...]"  # six items of a list, tuple or set
+    assert short(tuple(range(10))) == "(0, 1, 2, 3, 4, 5, ...)"
+    assert short({i: i for i in range(10)}) == "{0: 0, 1: 1, 2: 2, 3: 3, ...}"  # four of a mapping
+    big = short(10**50)  # a pasted 51-digit number: 40 characters
+    assert len(big) == 40 and big.startswith("1000") and "..." in big
+    assert short(10**39) == str(10**39)
+    cut = short(["x" * 30] * 6, 40)  # a repr longer than the limit is cut to it, marked
+    assert len(cut) == 40 and cut.endswith("...") and cut.startswith("['xxx")
+    assert short("y" * 10, 40) == repr("y" * 10)
+
+
+def test_check_size_counts_every_value_once_expanded():
+    from tunectl.config import ConfigError, check_size
+
+    # a scalar is one value, a list or mapping one plus its items (a mapping's keys too)
+    check_size(list(range(9)), "f.yaml", limit=10)  # 1 + 9
+    with pytest.raises(ConfigError) as e:
+        check_size(list(range(10)), "f.yaml", limit=10)  # 1 + 10
+    assert str(e.value) == ("f.yaml: holds more than 10 values once its YAML aliases (*name) are expanded; "
+                            "write a smaller file without alias chains")
+    check_size({"a": 1, "b": 2}, "f.yaml", limit=5)  # 1 + 2 keys + 2 values
+    with pytest.raises(ConfigError):
+        check_size({"a": 1, "b": [2]}, "f.yaml", limit=5)
+    # an alias (the same list twice) counts twice, as it expands, and is visited once
+    shared = list(range(5))  # 6 values
+    check_size([shared, shared], "f.yaml", limit=13)  # 1 + 6 + 6
+    with pytest.raises(ConfigError):
+        check_size([shared, shared], "f.yaml", limit=12)
+    bomb = ["lol"] * 10
+    for _ in range(8):
+        bomb = [bomb] * 10  # 10**9 values once expanded, refused without expanding them
+    with pytest.raises(ConfigError, match="holds more than 100000 values"):
+        check_size(bomb, "bomb.yaml")
