@@ -7,6 +7,8 @@ process, no training beyond a few real iris epochs: a few seconds.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tunectl.errors import SpaceError
@@ -216,3 +218,61 @@ def test_check_size_counts_every_value_once_expanded():
         bomb = [bomb] * 10  # 10**9 values once expanded, refused without expanding them
     with pytest.raises(ConfigError, match="holds more than 100000 values"):
         check_size(bomb, "bomb.yaml")
+
+
+def _refusal(**changes):
+    from tunectl.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**changes)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("name, value, fix", [
+    ("depth", -1, "must be >= 0 (0 = no hidden layer: logistic/linear regression)"),
+    ("width", 0, "must be >= 1"),
+    ("dropout", 1.0, "must be in [0, 1), e.g. 0.2"), ("dropout", -0.1, "must be in [0, 1), e.g. 0.2"),
+    ("conv_layers", 0, "must be >= 1"),
+    ("filters", 0, "must be >= 1"),
+    ("kernel_size", 4, "must be odd (1, 3, 5, ...)"), ("kernel_size", 0, "must be odd (1, 3, 5, ...)"),
+    ("body_lr_scale", -0.5, "must be >= 0"),
+    ("lr", 0.0, "must be > 0, e.g. 1e-3"),
+    ("beta", 1.0, "must be in [0, 1), e.g. 0.9"), ("beta1", 1.0, "must be in [0, 1), e.g. 0.9"),
+    ("beta2", 1.0, "must be in [0, 1), e.g. 0.999"),
+    ("eps", 0.0, "must be > 0, e.g. 1e-8"),
+    ("weight_decay", -0.1, "must be >= 0"),
+    ("batch_size", -1, "must be >= 0 (1 = stochastic, 0 = full batch)"),
+    ("epochs", 0, "must be >= 1"),
+    ("patience", -1, "must be >= 0 (0 = no early stopping)"),
+    ("seed", -1, f"must be between 0 and {2**32 - 1}"), ("seed", 2**32, f"must be between 0 and {2**32 - 1}"),
+    ("depth", 257, "must be <= 256"), ("width", 65_537, "must be <= 65536"),
+    ("conv_layers", 17, "must be <= 16 (each block halves the image side)"), ("filters", 4097, "must be <= 4096"),
+    ("kernel_size", 65, "must be <= 63"), ("batch_size", 2**31, f"must be <= {2**31 - 1}"),
+    ("epochs", 1_000_001, "must be <= 1000000"), ("patience", 1_000_001, "must be <= 1000000"),
+])
+def test_each_range_check_names_the_field_the_value_and_the_fix(name, value, fix):
+    assert _refusal(**{name: value}) == f"{name}={value!r}: {fix}"
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("model", "rnn-ish", "mlp, cnn, transfer"),
+    ("activation", "gelu", "relu, leaky_relu, tanh, sigmoid"),
+    ("optimizer", "adamw", "sgd, momentum, rmsprop, adam"),
+    ("augment", "heavy", "none, light, strong"),
+    ("arch", "vgg", "tunectl, resnet18, mobilenet_v3_small"),
+])
+def test_each_choice_names_the_field_and_its_choices(name, value, allowed):
+    assert _refusal(**{name: value}) == f"{name}: {value!r} is not one of {allowed}"
+
+
+def test_the_edges_of_each_range_are_accepted_and_floats_must_be_finite():
+    from tunectl.config import TrainConfig
+
+    TrainConfig(depth=0, width=1, dropout=0.0, kernel_size=1, body_lr_scale=0.0, beta=0.0, weight_decay=0.0,
+                batch_size=0, patience=0, seed=0)
+    TrainConfig(depth=256, width=65_536, conv_layers=16, filters=4096, kernel_size=63, seed=2**32 - 1,
+                epochs=1_000_000, freeze="all_but_last_2")
+    for name in ("lr", "dropout", "weight_decay", "eps"):
+        assert _refusal(**{name: math.inf}) == f"{name}: must be a finite number, got inf"
+    assert _refusal(freeze="all_but_last_x") == ("freeze: 'all_but_last_x' is not none, body or all_but_last_N "
+                                                 "(e.g. all_but_last_1)")
