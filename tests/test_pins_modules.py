@@ -276,3 +276,43 @@ def test_the_edges_of_each_range_are_accepted_and_floats_must_be_finite():
         assert _refusal(**{name: math.inf}) == f"{name}: must be a finite number, got inf"
     assert _refusal(freeze="all_but_last_x") == ("freeze: 'all_but_last_x' is not none, body or all_but_last_N "
                                                  "(e.g. all_but_last_1)")
+
+
+# ----------------------------------------------------------------------------- space.py: which --space is a shipped name, which a path
+
+
+@pytest.mark.parametrize("text, bare", [
+    ("quick", True), ("my-space", True), ("spaces/quick", False), ("quick.yaml", False), ("QUICK.YML", False),
+    ("quick.yml", False), ("", False), ("./quick", False),
+])
+def test_a_bare_name_has_no_folder_and_no_yaml_suffix(text, bare):
+    from tunectl.space import is_bare_name
+
+    assert is_bare_name(text) is bare
+
+
+def test_find_space_takes_shipped_names_and_paths(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tunectl.space import find_space, shipped_dir, shipped_names
+
+    monkeypatch.chdir(tmp_path)
+    assert find_space("quick") == shipped_dir() / "quick.yaml"
+    assert find_space(Path("quick")) == Path("quick")  # a Path object is always the path it names
+    assert find_space("here/quick.yaml") == Path("here/quick.yaml")
+    (tmp_path / "mine").mkdir()  # a bare name that is not shipped but exists here is a path
+    assert find_space("mine") == Path("mine")
+    with pytest.raises(SpaceError) as e:
+        find_space("nope")
+    assert str(e.value) == (f"--space nope: no such shipped search space; use one of: {', '.join(shipped_names())}, "
+                            f"or give the path of a YAML file (see `tunectl spaces`)")
+
+
+def test_an_unknown_parameter_of_a_builder_space_says_where(tmp_path):
+    builder = tmp_path / "net.py"
+    builder.write_text("from torch import nn\n\n\ndef build(input_shape, out_dim, hidden=8):\n"
+                       "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(out_dim))\n")
+    with pytest.raises(SpaceError) as e:
+        parse_space({"model": f"{builder}:build", "fixed": {"hiden": 3},
+                     "params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1}}}, "s.yaml")
+    assert "params/fixed 'hiden': neither a tunectl hyperparameter nor a parameter of" in str(e.value)
