@@ -316,3 +316,26 @@ def test_an_unknown_parameter_of_a_builder_space_says_where(tmp_path):
         parse_space({"model": f"{builder}:build", "fixed": {"hiden": 3},
                      "params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1}}}, "s.yaml")
     assert "params/fixed 'hiden': neither a tunectl hyperparameter nor a parameter of" in str(e.value)
+
+
+def test_a_yaml_syntax_error_names_its_line_column_and_problem():
+    import yaml
+
+    from tunectl.space import load_yaml
+
+    text = "epochs: 3\nparams:\n  lr: {type: float, low: 1e-4\n  width: 3\n"
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as e:  # what PyYAML itself says, 0-based
+        line, column, problem = e.problem_mark.line + 1, e.problem_mark.column + 1, e.problem
+    with pytest.raises(SpaceError) as err:
+        load_yaml(text, "s.yaml")
+    assert str(err.value) == f"s.yaml: line {line}, column {column}: YAML {problem}; fix the syntax there"
+    assert problem and problem != "syntax error"
+
+
+def test_a_long_bad_value_in_a_space_is_cut_to_sixty_characters():
+    with pytest.raises(SpaceError) as e:
+        parse_space({"params": {"width": {"type": "z" * 200, "low": 2, "high": 8}}}, "s.yaml")
+    shown = str(e.value).removeprefix("s.yaml: params.width.type: ").split(" is not float, int or categorical")[0]
+    assert len(shown) == 60 and shown.startswith("'zzz") and "..." in shown
