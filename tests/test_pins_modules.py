@@ -339,3 +339,18 @@ def test_a_long_bad_value_in_a_space_is_cut_to_sixty_characters():
         parse_space({"params": {"width": {"type": "z" * 200, "low": 2, "high": 8}}}, "s.yaml")
     shown = str(e.value).removeprefix("s.yaml: params.width.type: ").split(" is not float, int or categorical")[0]
     assert len(shown) == 60 and shown.startswith("'zzz") and "..." in shown
+
+
+def test_a_space_file_of_the_largest_size_is_read_and_one_byte_more_is_refused(tmp_path):
+    from tunectl.space import MAX_BYTES, load_space
+
+    body = "epochs: 2\nparams:\n  lr: {type: float, low: 0.001, high: 0.1}\n"
+    exact = tmp_path / "exact.yaml"
+    exact.write_text(body + "#" * (MAX_BYTES - len(body) - 1) + "\n")
+    assert exact.stat().st_size == MAX_BYTES and load_space(exact).params["lr"]["high"] == 0.1
+    over = tmp_path / "over.yaml"
+    over.write_text(body + "#" * (MAX_BYTES - len(body)) + "\n")
+    with pytest.raises(SpaceError) as e:
+        load_space(over)
+    assert str(e.value) == (f"{over}: too large for a search-space file (more than {MAX_BYTES} bytes); "
+                            f"is it the right file?")
