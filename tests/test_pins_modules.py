@@ -354,3 +354,36 @@ def test_a_space_file_of_the_largest_size_is_read_and_one_byte_more_is_refused(t
         load_space(over)
     assert str(e.value) == (f"{over}: too large for a search-space file (more than {MAX_BYTES} bytes); "
                             f"is it the right file?")
+
+
+def test_a_spaces_fingerprint_ignores_order_data_set_and_where_the_builder_lives(tmp_path):
+    import json
+
+    lr = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}
+    a = parse_space({"dataset": "iris", "epochs": 3, "params": lr, "fixed": {"width": 32, "dropout": 0.1}})
+    b = parse_space({"dataset": "wine", "fixed": {"dropout": 0.1, "width": 32}, "params": lr, "epochs": 3})
+    assert list(a.fixed) != list(b.fixed) and a.fingerprint() == b.fingerprint()  # order and data set aside
+    assert a.fingerprint() != parse_space({"epochs": 4, "params": lr, "fixed": a.fixed}).fingerprint()
+    code = "from torch import nn\n\n\ndef build(input_shape, out_dim, hidden=8):\n    return nn.LazyLinear(out_dim)\n"
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+        (folder / "net.py").write_text(code)
+    s1 = parse_space({"model": f"{one / 'net.py'}:build", "params": lr})
+    s2 = parse_space({"model": f"{two / 'net.py'}:build", "params": lr})
+    assert s1.fingerprint() == s2.fingerprint()  # the same file content, elsewhere: the same search
+    assert json.loads(s1.fingerprint())["model"] == "build" and "dataset" not in json.loads(a.fingerprint())
+
+
+def test_dump_space_keeps_the_spaces_own_order():
+    import yaml
+
+    from tunectl.space import dump_space
+
+    space = parse_space({"epochs": 4, "params": {"width": {"type": "int", "low": 8, "high": 64},
+                                                 "lr": {"type": "float", "low": 1e-4, "high": 1e-1}}})
+    text = dump_space(space, ["a comment"])
+    assert text.startswith("# a comment\n")
+    doc = yaml.safe_load(text)
+    assert list(doc) == list(space.to_dict()) == ["epochs", "params", "fixed"]
+    assert list(doc["params"]) == ["width", "lr"] and parse_space(doc).fingerprint() == space.fingerprint()
