@@ -387,3 +387,16 @@ def test_dump_space_keeps_the_spaces_own_order():
     doc = yaml.safe_load(text)
     assert list(doc) == list(space.to_dict()) == ["epochs", "params", "fixed"]
     assert list(doc["params"]) == ["width", "lr"] and parse_space(doc).fingerprint() == space.fingerprint()
+
+
+def test_describe_shipped_lists_every_shipped_space_as_it_loads():
+    from tunectl.space import describe_shipped, load_space, shipped_dir
+
+    rows = describe_shipped()
+    files = sorted(shipped_dir().glob("*.yaml"))
+    assert [r["name"] for r in rows] == [f.stem for f in files] and rows
+    for row, path in zip(rows, files):
+        sp = load_space(path)
+        first = next(ln for ln in path.read_text().splitlines() if ln.startswith("#"))
+        assert row == {"name": path.stem, "about": first.lstrip("#").strip().rstrip(":"), "model": sp.model,
+                       "dataset": sp.dataset, "epochs": sp.epochs, "params": list(sp.params), "path": str(path)}
