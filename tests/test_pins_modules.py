@@ -400,3 +400,29 @@ def test_describe_shipped_lists_every_shipped_space_as_it_loads():
         first = next(ln for ln in path.read_text().splitlines() if ln.startswith("#"))
         assert row == {"name": path.stem, "about": first.lstrip("#").strip().rstrip(":"), "model": sp.model,
                        "dataset": sp.dataset, "epochs": sp.epochs, "params": list(sp.params), "path": str(path)}
+
+
+def test_a_space_file_not_in_utf8_names_the_byte_and_its_offset(tmp_path):
+    from tunectl.space import load_space
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("epochs: 2\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    assert str(e.value) == (f"{path}: cannot read the search-space file (not UTF-8: byte 0xe9 at offset 15); "
+                            f"save it as UTF-8")
+
+
+def test_a_relative_builder_in_a_space_file_is_found_beside_the_file(tmp_path, monkeypatch):
+    from tunectl.space import load_space
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "net.py").write_text("from torch import nn\n\n\ndef build(input_shape, out_dim, hidden=8):\n"
+                                   "    return nn.LazyLinear(out_dim)\n")
+    (folder / "space.yaml").write_text("model: net.py:build\nparams:\n  lr: {type: float, low: 0.001, high: 0.1}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    space = load_space(folder / "space.yaml")
+    assert space.model.rpartition(":")[0] == str((folder / "net.py").resolve()) and len(space.model_sha256) == 64

@@ -359,11 +359,12 @@ def regression_study(tmp_path):
     return name, root, rows
 
 
-def test_board_gives_each_leaderboard_trial_its_verdict(regression_study):
+def test_board_gives_each_leaderboard_trial_its_verdict(regression_study, monkeypatch):
     from tunectl import results
 
     name, root, rows = regression_study
-    b = D.board(name, root=root, top=3)
+    monkeypatch.chdir(root.parent)  # the default root is ./studies
+    b = D.board(name, top=3)
     assert [r["number"] for r in b["leaderboard"]] == [2, 1, 3]  # lowest dev RMSE first, top 3
     # limits 1.0 (0.1 x 10), no human error: all of the train RMSE is avoidable bias
     assert b["verdicts"] == {2: "high_bias", 1: "high_bias", 3: "high_bias"}
