@@ -426,3 +426,32 @@ def test_a_relative_builder_in_a_space_file_is_found_beside_the_file(tmp_path, m
     monkeypatch.chdir(elsewhere)
     space = load_space(folder / "space.yaml")
     assert space.model.rpartition(":")[0] == str((folder / "net.py").resolve()) and len(space.model_sha256) == 64
+
+
+def test_a_yaml_error_without_a_position_is_still_one_clean_line():
+    from tunectl.space import load_yaml
+
+    with pytest.raises(SpaceError) as e:
+        load_yaml("epochs: \x00\n", "s.yaml")  # PyYAML's ReaderError: no line, no problem text
+    assert str(e.value) == "s.yaml: YAML syntax error; fix the syntax there"
+
+
+def test_a_long_name_in_a_space_is_cut_to_sixty_characters():
+    with pytest.raises(SpaceError) as e:
+        parse_space({"params": {"x" * 200: {"type": "int", "low": 1, "high": 3}}}, "s.yaml")
+    shown = str(e.value).removeprefix("s.yaml: params.").split(": unknown hyperparameter")[0]
+    assert len(shown) == 60 and shown.endswith("...")
+
+
+def test_a_builder_space_round_trips_through_its_record(tmp_path):
+    from tunectl.errors import TunectlError
+
+    path = tmp_path / "net.py"
+    path.write_text("from torch import nn\n\n\ndef build(input_shape, out_dim, hidden=8):\n    return nn.LazyLinear(out_dim)\n")
+    space = parse_space({"model": f"{path}:build", "params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1}}})
+    record = space.to_dict()  # what a study stores and a worker parses again
+    assert record["model_sha256"] == space.model_sha256
+    assert parse_space(record).fingerprint() == space.fingerprint()
+    path.write_text(path.read_text() + "# changed\n")
+    with pytest.raises(TunectlError, match="sha256|SHA-256|changed"):
+        parse_space(record)
