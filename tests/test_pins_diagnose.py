@@ -288,3 +288,101 @@ def test_diagnose_checks_human_error_for_its_task():
     with pytest.raises(TunectlError, match="an error rate must be below 1"):
         diagnose(0.1, 0.2, human_error=1.0, task="binary")
     assert diagnose(2.0, 2.5, human_error=1.5, task="regression").avoidable_bias == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------- Thresholds: what is refused, and how it is shown
+
+
+@pytest.mark.parametrize("flag, kwargs", [("--bias-threshold", "bias"), ("--variance-threshold", "variance")])
+@pytest.mark.parametrize("bad", [True, False, "0.1", [0.1]])
+def test_a_threshold_must_be_a_real_number_not_a_bool_or_text(flag, kwargs, bad):
+    """True is an int to Python, but `Thresholds(bias=True)` is a mistake, not a limit of 1."""
+    with pytest.raises(TunectlError) as e:
+        Thresholds(**{kwargs: bad})
+    assert str(e.value) == f"{flag} {bad!r}: must be a finite number >= 0, e.g. 0.02"
+
+
+def test_a_refused_threshold_is_shown_as_given():
+    for kwargs, text in [({"variance": -0.5}, "--variance-threshold -0.5"), ({"bias": math.inf}, "--bias-threshold inf"),
+                         ({"bias": 0.1, "variance": math.nan}, "--variance-threshold nan")]:
+        with pytest.raises(TunectlError) as e:
+            Thresholds(**kwargs)
+        assert str(e.value) == f"{text}: must be a finite number >= 0, e.g. 0.02"
+
+
+def test_a_long_refused_threshold_is_cut_to_forty_characters():
+    value = "9" * 100
+    with pytest.raises(TunectlError) as e:
+        Thresholds(bias=value)
+    shown = str(e.value).removeprefix("--bias-threshold ").split(": must be")[0]
+    assert len(shown) == 40 and shown.startswith("'999") and "..." in shown and shown.endswith("999'")
+
+
+# ----------------------------------------------------------------------------- data_curve_verdict: ties and texts
+
+
+def _two(dev_half, dev_whole):
+    return [{"fraction": 0.5, "n_train": 40, "train_error": 0.0, "dev_error": dev_half},
+            {"fraction": 1.0, "n_train": 80, "train_error": 0.0, "dev_error": dev_whole}]
+
+
+def test_a_fall_of_exactly_a_quarter_of_the_threshold_is_flat():
+    # binary fractions, so the fall 0.5 - 0.375 is exactly 0.125 = 0.5 / 4
+    assert D.data_curve_verdict(_two(0.5, 0.375), 0.5)[0] == "flat"
+    assert D.data_curve_verdict(_two(0.5, 0.375 - 2 ** -20), 0.5)[0] == "more_data_helps"
+    # --variance-threshold 0: an unchanged dev error is not "still falling", any fall is
+    assert D.data_curve_verdict(_two(0.25, 0.25), 0.0)[0] == "flat"
+    assert D.data_curve_verdict(_two(0.25, 0.25 - 2 ** -20), 0.0)[0] == "more_data_helps"
+
+
+def test_data_curve_verdict_texts_in_full():
+    assert D.data_curve_verdict(_two(0.25, 0.125), 0.02) == (
+        "more_data_helps",
+        "dev error still falling from 50% → 100% of the training split (40 → 80 examples): 0.25 → 0.125; "
+        "more data would help")
+    assert D.data_curve_verdict(_two(0.25, 0.25), 0.02) == (
+        "flat",
+        "dev error flat from 50% → 100% of the training split (40 → 80 examples): 0.25 → 0.25; "
+        "more of the same data would not help much")
+
+
+# ----------------------------------------------------------------------------- data_curve: real retraining on shares of the split
+
+
+def test_data_curve_retrains_on_shares_of_the_studys_own_split(monkeypatch):
+    """Each point is a real run of the config on a share of *this* split (its ratios, seed and
+    --classes), equal to the run computed here by hand; a batch above the share is the full batch."""
+    from tunectl.config import from_dict
+    from tunectl.data import DataSettings, make_splits, read_dataset
+    from tunectl.train import fit
+
+    data = DataSettings(dataset="iris", split="0.5,0.25,0.25", split_seed=3, classes="0,2")
+    config = {"epochs": 2, "batch_size": 16, "width": 8, "depth": 1, "lr": 0.05, "seed": 1}
+    seen = []
+    # --device beats TUNECTL_DEVICE, for the check and for every retraining
+    monkeypatch.setenv("TUNECTL_DEVICE", "no-such-device")
+    points = D.data_curve(config, data, fractions=(0.25, 1.0), device="cpu", on_point=seen.append)
+    assert seen == points and len(points) == 2
+
+    ds, _ = read_dataset(data)
+    assert len(ds.y) == 100  # two of iris's three classes
+    for f, point in zip((0.25, 1.0), points):
+        splits = make_splits(ds, (0.5, 0.25, 0.25), 3, f)
+        n = len(splits.x_train)
+        cfg = from_dict(config)
+        hist = fit(cfg if cfg.batch_size <= n else cfg.replace(batch_size=0), splits, device="cpu")
+        assert point == {"fraction": f, "n_train": n, "train_error": hist.train_error, "dev_error": hist.dev_error,
+                         "best_epoch": hist.best_epoch, "epochs": 2, "seconds": point["seconds"]}
+        assert point["seconds"] > 0
+    assert [p["n_train"] for p in points] == [12, 50]  # 25 % and all of the 50 training examples
+    # the mini-batch of 16 is kept where it fits (50), and the full batch where it does not (12)
+    full = make_splits(ds, (0.5, 0.25, 0.25), 3, 1.0)
+    assert points[1]["train_error"] != fit(from_dict(config).replace(batch_size=0), full, device="cpu").train_error
+
+
+def test_data_curve_checks_the_device_before_reading_the_data(tmp_path):
+    from tunectl.data import DataSettings
+
+    missing = DataSettings(dataset=f"csv:{tmp_path / 'absent.csv'}", target="y")
+    with pytest.raises(TunectlError, match="--device no-such-device: unknown device"):
+        D.data_curve({"epochs": 1}, missing, device="no-such-device")

@@ -170,9 +170,9 @@ def load_yaml(text: str, where: str, error: type[Exception] = SpaceError) -> Any
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f": line {mark.line + 1}, column {mark.column + 1}" if mark else ""  # a ReaderError has no mark
         problem = getattr(e, "problem", None) or "syntax error"
-        raise error(f"{where}:{at}: YAML {_name(problem, limit=120)}; fix the syntax there") from None
+        raise error(f"{where}{at}: YAML {_name(problem, limit=120)}; fix the syntax there") from None
     except (ValueError, RecursionError) as e:  # a number past Python's digit limit; nesting too deep
         raise error(f"{where}: cannot read it as YAML ({type(e).__name__}); simplify the file") from None
     check_size(doc, where, error, MAX_NODES)

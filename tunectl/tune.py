@@ -97,7 +97,9 @@ def grid(space: Space) -> dict[str, list[Any]]:
         if s["type"] == "categorical":
             grid[key] = list(s["choices"])
         elif "step" in s:
-            n = int(round((s["high"] - s["low"]) / s["step"])) + 1
+            # the last step inside [low, high], as Optuna's own distribution ends (rounding 3.5 steps up
+            # would add a value above high); 1e-9 absorbs float error (0.3 / 0.1 = 2.9999999999999996)
+            n = int((s["high"] - s["low"]) / s["step"] + 1e-9) + 1
             grid[key] = [s["low"] + i * s["step"] for i in range(n)]
         elif s["type"] == "int" and s["high"] - s["low"] <= 16:
             grid[key] = list(range(s["low"], s["high"] + 1))
