@@ -254,6 +254,13 @@ def tune(
                          "by all workers (default: studies/<study>/artifacts)")] = None,
     report_: Annotated[bool, typer.Option("--report", help="write the HTML morning report at the end (after "
                        "--timeout or Ctrl-C too); see `tunectl report`")] = False,
+    defaults_first: Annotated[bool, typer.Option("--defaults-first/--no-defaults-first", help="a new study's first "
+                              "trial is the textbook defaults (Adam, lr 1e-3, batch 64, ...), clipped into the space")] = True,
+    enqueue: Annotated[Optional[list[Path]], typer.Option("--enqueue", help="a params file (export's params.yaml, or "
+                       "YAML of values) to try first; repeatable")] = None,
+    warm_from: Annotated[Optional[str], typer.Option("--warm-from", help="try another study's best trials first "
+                         "(same or overlapping space)", autocompletion=complete_study)] = None,
+    warm_top: Annotated[int, typer.Option("--warm-top", help="how many of --warm-from's best trials")] = 3,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -269,7 +276,8 @@ def tune(
             space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes), study, storage, model,
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
-            device=device, artifacts=str(artifacts) if artifacts else None)
+            device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
+            enqueue=[str(p) for p in enqueue or []], warm_from=warm_from, warm_top=warm_top)
         if store.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
             store.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out, quiet)

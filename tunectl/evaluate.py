@@ -44,14 +44,14 @@ class Chosen:
 
 def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT, storage: str | None = None) -> Chosen:
     """The study's best complete trial, or trial `trial` (which must be complete)."""
-    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_record
+    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_records
 
     st = open_study(study, storage, root)
     meta = st.user_attrs.get(ATTR)
     if not meta:
         raise StudyError(f"study '{study}' was not made by tunectl; evaluate a study from `tunectl studies`")
     folder = studies.study_dir(study, Path(root))
-    records = [trial_record(t) for t in st.get_trials(deepcopy=False)]
+    records = trial_records(st)
     record = pick_trial(records, study, trial, complete=True)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
@@ -120,14 +120,20 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     else:
         model, _ = model_from_checkpoint(ckpt, allow_changed)
         model, epochs, model_path, fit_on = model.to(dev_), rec.get("best_epoch"), c.checkpoint, splits
-    err = lambda x, y: evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]  # noqa: E731
-    test_error = err(*splits.test)
-    train_error = err(fit_on.x_train, fit_on.y_train)
+    from tunectl.train import error_se
+
+    def err(x, y) -> tuple[float, float | None]:  # the error and its standard error (noise.py)
+        e = evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]
+        return e, error_se(model, x, y, splits.task, splits.y_scale, e, dev_)
+
+    test_error, test_se = err(*splits.test)
+    train_error, train_se = err(fit_on.x_train, fit_on.y_train)
     # after a refit the dev split was trained on: its error is not a held-out number
-    dev_error = None if refit else err(splits.x_dev, splits.y_dev)
+    dev_error, dev_se = (None, None) if refit else err(splits.x_dev, splits.y_dev)
     path = c.folder / studies.EVALUATIONS
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
-            "dev_error": dev_error, "train_error": train_error}
+            "dev_error": dev_error, "train_error": train_error, "test_error_se": test_se, "dev_error_se": dev_se,
+            "train_error_se": train_se}
     looks = studies.append_evaluation(c.folder, look)
     evaluated_before = bool(looks)
     return {
@@ -137,6 +143,11 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "test_error": test_error,
         "dev_error": dev_error,
         "train_error": train_error,
+        "test_error_se": test_se,
+        "dev_error_se": dev_se,
+        "train_error_se": train_se,
+        "picked_by": rec.get("picked_by", "number" if trial is not None else "dev error"),
+        "rechecked": rec.get("recheck"),
         "trained_on": "train+dev" if refit else "train",
         "epochs": epochs,
         "tuned_dev_error": rec.get("dev_error"),

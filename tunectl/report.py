@@ -136,6 +136,11 @@ class TuneDisplay:
         self.progress.update(self.task, completed=p["done"], status=status)
 
 
+def fmt_se(v: Any, se: Any, digits: int = 4) -> str:
+    """An error with its standard error (noise.py), e.g. 0.0312 ± 0.0091."""
+    return fmt(v, digits) + (f" ± {fmt(se, digits)}" if isinstance(se, (int, float)) and math.isfinite(se) else "")
+
+
 def _params_text(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={fmt(v, 4) if isinstance(v, float) else v}" for k, v in (params or {}).items())
 
@@ -157,17 +162,35 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
     if not board:
         console.print("[yellow]No complete trial yet.[/]")
         return
-    t = Table(title="Leaderboard (dev error, lower is better)", title_justify="left")
-    for col in ("#", "trial", "dev error", "train error", "epochs", *(["diagnosis"] if verdicts else []), "params"):
+    t = Table(title="Leaderboard (dev error ± its standard error, lower is better)", title_justify="left")
+    for col in ("#", "trial", "dev error", "noise", "train error", "epochs", *(["diagnosis"] if verdicts else []),
+                "params"):
         t.add_column(col, overflow="fold")
     for i, r in enumerate(board, 1):
-        row = [str(i), str(r["number"]), fmt(r["dev_error"]), fmt(r["train_error"]), str(r["epochs"])]
+        mark = "≈ best" if r.get("within_noise") else ""
+        recheck = r.get("recheck")
+        if recheck and recheck.get("mean") is not None:
+            mark = (mark + " " if mark else "") + f"seeds {fmt_se(recheck['mean'], recheck.get('std'))}"
+        trial = f"{r['number']}{'*' if r.get('enqueued') else ''}"
+        row = [str(i), trial, fmt_se(r["dev_error"], r.get("dev_error_se")), mark, fmt(r["train_error"]),
+               str(r["epochs"])]
         if verdicts:
             row.append(verdicts.get(r["number"], "-"))
         t.add_row(*row, _params_text(r["params"]))
     console.print(t)
+    near = sum(bool(r.get("within_noise")) for r in board)
+    if near:
+        console.print(f"[dim]≈ best: {near} trial{'s' * (near != 1)} less than two standard errors (of the difference) "
+                      f"above the best: the dev set does not tell {'them' if near > 1 else 'it'} apart from it; "
+                      f"`tunectl recheck {summary['study']}` re-trains the top trials with new seeds.[/]")
+    if any(r.get("enqueued") for r in board):
+        console.print("[dim]* enqueued: tried first (the textbook defaults, --enqueue or --warm-from).[/]")
     b = summary["best"]
-    console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt(b['dev_error'])}, train error "
+    if b.get("rechecked"):
+        rc = b["rechecked"]
+        console.print(f"[bold]Rechecked winner[/]: trial {b['number']}, mean dev error {fmt_se(rc['mean'], rc.get('std'))} "
+                      f"(± the spread) over {rc['n']} new seeds; show, export and evaluate use it.")
+    console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt_se(b['dev_error'], b.get('dev_error_se'))}, train error "
                   f"{fmt(b['train_error'])}, best epoch {b.get('best_epoch')}; {_params_text(b['params'])}")
     if importances:
         method = summary.get("importance_method") or {}  # results.importance_method(): the evaluator and its meaning
@@ -252,13 +275,13 @@ def diagnosis_panel(console: Console, d: dict[str, Any]) -> None:
     numbers = Table(show_header=False, box=None, pad_edge=False)
     for _ in range(3):
         numbers.add_column()
-    numbers.add_row("train error", fmt(d["train_error"]), "")
-    numbers.add_row("dev error", fmt(d["dev_error"]), "")
+    numbers.add_row("train error", fmt_se(d["train_error"], d.get("train_error_se")), "")
+    numbers.add_row("dev error", fmt_se(d["dev_error"], d.get("dev_error_se")), "")
     numbers.add_row("human-level error", fmt(d["human_error"]), "")
     scale = max(abs(d["avoidable_bias"]), abs(d["variance"]), 2 * th.get("bias", 0), 2 * th.get("variance", 0))
     numbers.add_row("[bold]avoidable bias[/] (train − human)", fmt(d["avoidable_bias"]),
                     f"{_bar(d['avoidable_bias'], th.get('bias', 0), scale)} limit {fmt(th.get('bias'))}")
-    numbers.add_row("[bold]variance[/] (dev − train)", fmt(d["variance"]),
+    numbers.add_row("[bold]variance[/] (dev − train)", fmt_se(d["variance"], d.get("variance_se")),
                     f"{_bar(d['variance'], th.get('variance', 0), scale)} limit {fmt(th.get('variance'))}")
     parts: list[Any] = [numbers, f"\n[bold]verdict:[/] [bold {colour}]{label}[/]"]
     curve = d.get("curve") or []
@@ -315,11 +338,16 @@ def evaluation(console: Console, r: dict[str, Any]) -> None:
     table = Table(title=title, title_justify="left")
     for name in ("test", "dev", "train"):
         table.add_column(f"{name} {unit}", justify="right")
-    dev = fmt(r["dev_error"]) if not r["refit"] else "trained on"
-    table.add_row(fmt(r["test_error"]), dev, fmt(r["train_error"]))
+    dev = fmt_se(r["dev_error"], r.get("dev_error_se")) if not r["refit"] else "trained on"
+    table.add_row(fmt_se(r["test_error"], r.get("test_error_se")), dev, fmt_se(r["train_error"], r.get("train_error_se")))
     sizes = {**r["sizes"], "train": r["sizes"]["train"] + (r["sizes"]["dev"] if r["refit"] else 0)}
     table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", "dev", "train")))
     console.print(table)
+    if r.get("test_error_se") is not None:
+        console.print("[dim]± is the standard error (binomial for an error rate, bootstrapped over the examples for "
+                      "an RMSE): the test error is an estimate too.[/]")
+    if r.get("picked_by") == "recheck":
+        console.print(f"[dim]Trial {r['trial']} is the rechecked winner (the lowest mean dev error over new seeds).[/]")
     if r["refit"]:
         console.print(f"Refit on train+dev for {r['epochs']} epochs (the trial's best epoch count): train error is "
                       f"on train+dev; dev was trained on, so it has no held-out error.")

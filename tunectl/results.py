@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunectl import studies
+from tunectl import noise, studies
 from tunectl.errors import StudyError
 from tunectl import storage as store
 
@@ -39,9 +39,11 @@ def open_study(name: str, storage: str | None = None, root: str | Path = studies
         raise StudyError(f"no study '{name}' in {store.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
 
 
-def trial_record(t: FrozenTrial) -> dict[str, Any]:
+def trial_record(t: FrozenTrial, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A trial as plain data. With the study's record (`meta`), a classification trial recorded before
+    standard errors were stored gets its binomial ones from the split's sizes."""
     u = t.user_attrs
-    return {
+    record = {
         "number": t.number,
         "state": t.state.name,
         "value": t.value,
@@ -58,7 +60,35 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "checkpoint": u.get("checkpoint"),
         "artifact": u.get("artifact"),
         "retry_of": u.get("retry_of"),
+        "enqueued": u.get("enqueued"),  # warmstart: where a first trial came from (defaults, a file, a study)
+        "enqueued_why": u.get("enqueued_why"),
+        "dev_error_se": u.get("dev_error_se"),
+        "train_error_se": u.get("train_error_se"),
     }
+    manifest = (meta or {}).get("manifest") or {}
+    if manifest.get("task") not in (None, "regression"):
+        sizes = manifest.get("sizes") or {}
+        for key, split in (("dev_error_se", "dev"), ("train_error_se", "train")):
+            if record[key] is None:
+                record[key] = noise.binomial_se(record[key.removesuffix("_se")], sizes.get(split))
+    return record
+
+
+def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial of `study` as plain data (trial_record), with its standard errors."""
+    meta = study.user_attrs.get(ATTR) or {}
+    return [trial_record(t, meta) for t in study.get_trials(deepcopy=False)]
+
+
+def mark_noise(board: list[dict[str, Any]]) -> None:
+    """Each leaderboard row (best first) gets `within_noise`: less than two standard errors of the
+    difference above the best (noise.within_noise), so the race between them is not decided."""
+    if not board:
+        return
+    best = board[0]
+    for r in board:
+        r["within_noise"] = r is not best and noise.within_noise(r["dev_error"], best["dev_error"],
+                                                                 r.get("dev_error_se"), best.get("dev_error_se"))
 
 
 def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None,
@@ -100,17 +130,18 @@ def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10
     """Everything `show`, `tune --json` and the report print: one source of truth."""
     trials = study.get_trials(deepcopy=False)
     states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
-    records = [trial_record(t) for t in trials]
-    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
     meta = study.user_attrs.get(ATTR, {})
+    records = [trial_record(t, meta) for t in trials]
+    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
+    mark_noise(complete)
     max_epochs = meta.get("space", {}).get("epochs", 0)
     used = sum(r["epochs"] or 0 for r in records)
     saved = sum(max(0, max_epochs - (r["epochs"] or 0)) for r in records if r["state"] == "PRUNED")
     best = None
     if complete:
         b = complete[0]
-        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs",
-                               "batch_size_used", "config")}
+        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "dev_error_se",
+                               "train_error_se", "best_epoch", "epochs", "batch_size_used", "config")}
     return {
         "study": study.study_name,
         "storage": store.mask_url(storage_url) if storage_url else None,
