@@ -336,6 +336,30 @@ def show(
 
 
 @app.command(cls=FlagCommand)
+def recheck(
+    study: StudyArg,
+    top: Annotated[int, typer.Option("--top", "-k", help="the best N complete trials to re-train")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", help="new seeds per trial (the trial's seed + 1, + 2, ...)")] = 3,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-train the top trials with new seeds (same split) and rank them by the mean: was the winner lucky?"""
+    with handled():
+        from tunectl.recheck import recheck_study
+        from tunectl.report import recheck_line, recheck_table
+
+        stdout, stderr = consoles(json_out, quiet)
+        r = recheck_study(study, top, seeds, storage, root, device, on_result=lambda x: recheck_line(stderr, x),
+                          on_note=note)
+        if json_out:
+            return print_json(r)
+        recheck_table(stdout, r)
+
+
+@app.command(cls=FlagCommand)
 def evaluate(
     study: StudyArg,
     trial: TrialOpt = None,

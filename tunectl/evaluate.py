@@ -20,6 +20,7 @@ from tunectl.builders import file_of, is_reference, unchanged
 from tunectl.errors import ConfigError, StudyError
 from tunectl import files, runs
 
+SUPERSEDED = 3  # tune keeps the best 3 trials' weights (tune.KEEP_CHECKPOINTS): one with 3 better ones lost its own
 REUSED_WARNING = ("the test set was evaluated before: this test error is no longer an unbiased estimate of the "
                   "error on new data (every look is in {path})")
 
@@ -34,6 +35,7 @@ class Chosen:
     meta: dict[str, Any]  # the study's 'tunectl' record: data, manifest, space, ...
     record: dict[str, Any]  # tune.trial_record of the chosen trial
     kept: list[int]  # complete trials whose checkpoint file is on disk, best first
+    better_kept: int = 0  # of those, how many rank above the chosen trial
 
     @property
     def checkpoint(self) -> Path | None:
@@ -55,7 +57,8 @@ def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT
     record = pick_trial(records, study, trial, complete=True)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
-    return Chosen(study, folder, meta, record, kept)
+    better = sum(1 for r in complete if r["number"] in kept and (r["value"], r["number"]) < (record["value"], record["number"]))
+    return Chosen(study, folder, meta, record, kept, better)
 
 
 def _check_not_deleted(c: Chosen, fix: str) -> None:
@@ -63,6 +66,8 @@ def _check_not_deleted(c: Chosen, fix: str) -> None:
     is told apart from one that never kept weights: the message names the missing file."""
     ref = c.record.get("checkpoint")
     if not ref or c.checkpoint is not None:
+        return
+    if c.better_kept >= SUPERSEDED:  # kept once, then removed by better trials (only the best few keep weights)
         return
     path = c.folder / ref
     kept = ", ".join(map(str, c.kept)) or "none"
@@ -147,7 +152,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "dev_error_se": dev_se,
         "train_error_se": train_se,
         "picked_by": rec.get("picked_by", "number" if trial is not None else "dev error"),
-        "rechecked": rec.get("recheck"),
+        "rechecked": {k: v for k, v in rec["recheck"].items() if k != "seeds"} if rec.get("recheck") else None,
         "trained_on": "train+dev" if refit else "train",
         "epochs": epochs,
         "tuned_dev_error": rec.get("dev_error"),
@@ -250,6 +255,8 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
         "dev_error": rec.get("dev_error"),
         "train_error": rec.get("train_error"),
         "params": rec.get("params"),
+        "picked_by": rec.get("picked_by", "number" if trial is not None else "dev error"),
+        "rechecked": {k: v for k, v in rec["recheck"].items() if k != "seeds"} if rec.get("recheck") else None,
         "command": f"tunectl train --params {out / 'params.yaml'}",
     }
 

@@ -360,7 +360,37 @@ def evaluation(console: Console, r: dict[str, Any]) -> None:
 def export_summary(console: Console, r: dict[str, Any]) -> None:
     console.print(f"Exported trial {r['trial']} of {r['study']} (dev error {fmt(r['dev_error'])}) to {r['out']}/: "
                   f"{', '.join(r['files'])}", soft_wrap=True)
+    if r.get("picked_by") == "recheck":
+        console.print(f"Trial {r['trial']} is the rechecked winner (the lowest mean dev error over new seeds).")
     console.print(f"Reproduce it with: [bold]{r['command']}[/]", soft_wrap=True)
+
+
+def recheck_line(console: Console, x: dict[str, Any]) -> None:
+    """`tunectl recheck` progress: one line per seed trained (or found done)."""
+    console.print(f"[dim]  trial {x['trial']}, seed {x['seed']}: dev error {fmt(x['dev_error'])}[/]")
+
+
+def recheck_table(console: Console, r: dict[str, Any]) -> None:
+    """`tunectl recheck`: the rechecked trials by mean dev error over new seeds, and the winner."""
+    t = Table(title=f"{r['study']}: the top trials re-trained with {r['seeds_per_trial']} new seeds (same split), "
+                    f"by mean dev error", title_justify="left")
+    for col in ("#", "trial", "mean ± spread", "each seed", "its own run", "params"):
+        t.add_column(col, overflow="fold")
+    for i, x in enumerate(r["trials"], 1):
+        each = ", ".join(fmt(s.get("dev_error")) for s in x["seeds"])
+        t.add_row(str(i), str(x["number"]), fmt_se(x["mean"], x.get("std")), each,
+                  fmt_se(x["original_dev_error"], x.get("original_dev_error_se")), _params_text(x["params"]))
+    console.print(t)
+    console.print("[dim]mean over the new seeds only (the trial's own run was picked for being low, so it is biased "
+                  "low); spread: their sample standard deviation.[/]")
+    if r["winner"] is None:
+        return
+    if r["changed"]:
+        console.print(f"[bold yellow]The ranking changed[/]: trial {r['winner']} wins over new seeds; trial "
+                      f"{r['original_best']} led on its one run. show, export and evaluate now use trial {r['winner']}.")
+    else:
+        console.print(f"[bold green]Trial {r['winner']} holds[/]: it leads over new seeds too; show, export and "
+                      f"evaluate use it.")
 
 
 def curve_point(console: Console, p: dict[str, Any] | None) -> None:
