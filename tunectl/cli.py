@@ -219,6 +219,50 @@ def train(
             stdout.print("[yellow]The loss became NaN or infinite: lower lr (e.g. --set lr=1e-4) or check the inputs' scale.[/]")
 
 
+@app.command("lr-find", cls=FlagCommand)
+def lr_find(
+    dataset: DatasetOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=ModelHelp, autocompletion=complete_model)] = None,
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml from `tunectl export` or a run's config.yaml")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, repeatable: --set optimizer=momentum")] = None,
+    space: Annotated[Optional[str], typer.Option("--space", "-s", help="with --next-space: the space whose lr range is "
+                     "replaced (a shipped name or a YAML path); its model is used too")] = None,
+    next_space: Annotated[Optional[Path], typer.Option("--next-space", help="write a search space with the suggested lr range here")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write the loss-against-lr curve here (PNG)")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="mini-batches, the learning rate growing each one")] = 100,
+    start: Annotated[float, typer.Option("--start", help="the first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", help="the last learning rate")] = 10.0,
+    split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="seed of the train/dev/test split")] = None,
+    data_dir: DataDirOpt = None,
+    target: TargetOpt = None,
+    task: TaskOpt = None,
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The learning-rate range test: loss against an exponentially growing lr, and the range to search."""
+    with handled():
+        from tunectl import config as C
+        from tunectl import runs
+        from tunectl.data import DataSettings
+        from tunectl.lrfind import lr_find as find
+        from tunectl.report import lr_find_summary
+
+        values, data = runs.read_params(params) if params else ({}, DataSettings())
+        values.update({k: v for k, v in {"model": model}.items() if v is not None}, **C.parse_set(set_ or []))
+        data = DataSettings.from_dict(data.to_dict(), **data_flags(dataset, data_dir, target, task, split, image_size,
+                                                                   split_seed, classes))
+        stdout, _ = consoles(json_out, quiet)
+        r = find(values, data, steps, start, end, device, plot, next_space, space,
+                 data_from_space=dataset is None and params is None)
+        if json_out:
+            return print_json(r)
+        lr_find_summary(stdout, r)
+
+
 @app.command(cls=FlagCommand)
 def tune(
     space: Annotated[Optional[str], typer.Option("--space", "-s", help="a shipped search space by name (quick, mlp, cnn, "

@@ -393,6 +393,28 @@ def recheck_table(console: Console, r: dict[str, Any]) -> None:
                       f"evaluate use it.")
 
 
+def lr_find_summary(console: Console, r: dict[str, Any]) -> None:
+    """`tunectl lr-find`: the smoothed loss against lr, one decade per column group, and the suggestion."""
+    rows = r["curve"]
+    losses = [x["smoothed"] for x in rows]
+    lo, hi = min(losses), max(losses)
+    console.print(f"[bold]learning-rate range test[/]: {r['model']} on {r.get('dataset') or '-'}, {r['optimizer']}, "
+                  f"batch {r['batch_size']}, {r['steps']} mini-batches from lr {r['start']:g} "
+                  f"({'stopped: the loss blew up' if r['stopped'] == 'blew_up' else 'to ' + format(r['end'], 'g')})")
+    console.print(f"  loss {_sparkline(losses, lo, hi, width=60)}  {fmt(losses[0])} → min {fmt(r['min_loss'])}")
+    console.print(f"  lr   {rows[0]['lr']:<10.1e}{' ' * 40}{rows[-1]['lr']:>10.1e}")
+    a, b = r["range"]
+    console.print(f"lowest smoothed loss at lr {r['lr_at_min']:.3g}; [bold green]search lr {a:.3g}–{b:.3g}[/] "
+                  f"(log), one decade below it (suggested: {r['suggested']:.3g})")
+    if r.get("min_at_end"):
+        console.print("[yellow]The loss was still falling at the last lr: raise --end to see where it turns.[/]")
+    if r.get("plot"):
+        console.print(f"curve: {r['plot']}", soft_wrap=True)
+    if r.get("next_space"):
+        console.print(f"Next search space written to {r['next_space']}; run it with "
+                      f"[bold]tunectl tune --space {r['next_space']} --study NEW_NAME[/]", soft_wrap=True)
+
+
 def curve_point(console: Console, p: dict[str, Any] | None) -> None:
     """`diagnose --data-curve` progress: the announcement (None), then one line per point."""
     if p is None:

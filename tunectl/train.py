@@ -152,6 +152,9 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(out.squeeze(1), y)  # linear output + MSE
 
 
+loss_of = _loss  # the training loss of a task's outputs: public for the learning-rate range test (lrfind.py)
+
+
 def _wrong(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per batch: the number misclassified, or the sum of squared errors for regression."""
     if task == "multiclass":
