@@ -21,9 +21,12 @@ invoke = functools.partial(conftest.invoke, env={"COLUMNS": "200"})
 
 
 def test_binomial_se_is_the_hand_computed_one():
-    # 0.1 on 400 examples: sqrt(0.1 * 0.9 / 400) = sqrt(0.000225) = 0.015
-    assert noise.binomial_se(0.1, 400) == pytest.approx(0.015)
-    assert noise.binomial_se(0.0, 50) == 0.0 and noise.binomial_se(0.5, 100) == pytest.approx(0.05)
+    # 40 errors in 400 examples, plus four: p = 42 / 404 = 0.103960...; sqrt(p (1 - p) / 404) = 0.015182...
+    assert noise.binomial_se(0.1, 400) == pytest.approx(math.sqrt(42 / 404 * 362 / 404 / 404))
+    assert noise.binomial_se(0.1, 400) == pytest.approx(0.015, abs=0.0002)  # about the textbook sqrt(e (1 - e) / n)
+    # no error in 96: p = 2 / 100, sqrt(0.02 * 0.98 / 100) = 0.014 -- not 0 +- 0
+    assert noise.binomial_se(0.0, 96) == pytest.approx(0.014)
+    assert noise.binomial_se(0.5, 96) == pytest.approx(0.05)
     assert noise.binomial_se(None, 10) is None and noise.binomial_se(0.1, 0) is None
     assert noise.binomial_se(math.nan, 10) is None and noise.binomial_se(1.5, 10) is None
 
@@ -60,7 +63,7 @@ def test_mark_noise_marks_the_trials_within_two_standard_errors_of_the_best():
 
 def test_diagnose_does_not_call_a_gap_within_noise_variance_and_says_how_much_dev_data_would_tell():
     # train 0.05, dev 0.09 on 100 dev examples: gap 0.04 > threshold 0.02, but the gap's SE is
-    # sqrt(0.09 * 0.91 / 100 + 0.05 * 0.95 / 600) = 0.0303, and 0.04 < 2 * 0.0303
+    # about sqrt(0.09 * 0.91 / 100 + 0.05 * 0.95 / 600) = 0.03 (plus four: 0.0315), and 0.04 < 2 * 0.03
     dev_se, train_se = noise.binomial_se(0.09, 100), noise.binomial_se(0.05, 600)
     d = diagnose(0.05, 0.09, 0.0, dev_error_se=dev_se, train_error_se=train_se, n_dev=100)
     assert d.variance_se == pytest.approx(math.sqrt(dev_se ** 2 + train_se ** 2))

@@ -1,8 +1,10 @@
 """Noise: the standard error of a dev or test error, and whether two errors differ by more than it.
 
 A dev error measured on n examples is itself an estimate. For classification it is a binomial
-proportion, so its standard error is sqrt(e (1 - e) / n): 0.10 on 200 examples is 0.10 ± 0.021,
-and two trials one or two examples apart are not told apart by it. A regression error is an RMSE,
+proportion, so its standard error is about sqrt(e (1 - e) / n): 0.10 on 200 examples is 0.10 ± 0.021,
+and two trials one or two examples apart are not told apart by it. The formula is taken with the
+"plus four" adjustment (Agresti and Coull: two more errors and two more right answers), which barely
+moves it in the middle and keeps 0 errors out of 90 from reading as 0 ± 0. A regression error is an RMSE,
 whose standard error has no simple formula: it is bootstrapped over the examples (resample the
 per-example squared errors with replacement, take the spread of the RMSEs). Plain numbers in and
 out; NumPy only for the bootstrap.
@@ -20,10 +22,12 @@ DRAWS = 20_000_000  # resamples x examples drawn at most: a 1,000,000-example sp
 
 
 def binomial_se(error: float | None, n: int | None) -> float | None:
-    """The standard error of an error rate `error` measured on `n` examples: sqrt(e (1 - e) / n)."""
+    """The standard error of an error rate `error` measured on `n` examples: sqrt(p (1 - p) / (n + 4)) with
+    p = (errors + 2) / (n + 4), the plus-four estimate (it is never 0, even with no error at all)."""
     if error is None or not n or n < 1 or not math.isfinite(error) or not 0 <= error <= 1:
         return None
-    return math.sqrt(error * (1 - error) / n)
+    p = (error * n + 2) / (n + 4)
+    return math.sqrt(p * (1 - p) / (n + 4))
 
 
 def bootstrap_rmse_se(squared_errors: Sequence[float] | Any, scale: float = 1.0, seed: int = 0,
