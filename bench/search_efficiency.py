@@ -193,6 +193,12 @@ def report(name: str, results: list[dict], budgets: tuple[int, ...], methods: tu
             "early_best": early, "early_target_met": early is not None and early <= EARLY_TARGET}
 
 
+def done(r: dict, k: int, n: int) -> None:
+    best = best_within(r["log"], 10**9)
+    print(f"  [{k}/{n}] {r['name']} {r['method']} seed {r['seed']}: {len(r['log'])} trials, best {fmt(best)}, "
+          f"{r['seconds']:.0f} s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", choices=("digits", "mnist", "all"), default="all")
@@ -225,9 +231,15 @@ def main() -> None:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(args.procs) as pool:
-            results = pool.map(search, tasks, chunksize=1)
+            results = []
+            for r in pool.imap_unordered(search, tasks, chunksize=1):  # each search as it ends: a long run shows progress
+                results.append(r)
+                done(r, len(results), len(tasks))
     else:
-        results = [search(t) for t in tasks]
+        results = []
+        for t in tasks:
+            results.append(search(t))
+            done(results[-1], len(results), len(tasks))
     out = {}
     for n in names:
         out[n] = report(n, [r for r in results if r["name"] == n], budgets, methods)

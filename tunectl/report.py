@@ -163,17 +163,17 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
         console.print("[yellow]No complete trial yet.[/]")
         return
     t = Table(title="Leaderboard (dev error ± its standard error, lower is better)", title_justify="left")
-    for col in ("#", "trial", "dev error", "noise", "train error", "epochs", *(["diagnosis"] if verdicts else []),
-                "params"):
+    rechecked = any((r.get("recheck") or {}).get("mean") is not None for r in board)
+    for col in ("#", "trial", "dev error", "noise", *(["new seeds"] if rechecked else []), "train error", "epochs",
+                *(["diagnosis"] if verdicts else []), "params"):
         t.add_column(col, overflow="fold")
     for i, r in enumerate(board, 1):
-        mark = "≈ best" if r.get("within_noise") else ""
-        recheck = r.get("recheck")
-        if recheck and recheck.get("mean") is not None:
-            mark = (mark + " " if mark else "") + f"seeds {fmt_se(recheck['mean'], recheck.get('std'))}"
         trial = f"{r['number']}{'*' if r.get('enqueued') else ''}"
-        row = [str(i), trial, fmt_se(r["dev_error"], r.get("dev_error_se")), mark, fmt(r["train_error"]),
-               str(r["epochs"])]
+        row = [str(i), trial, fmt_se(r["dev_error"], r.get("dev_error_se")), "≈ best" if r.get("within_noise") else ""]
+        if rechecked:  # `tunectl recheck`: the mean over new seeds ± their spread
+            rc = r.get("recheck") or {}
+            row.append(fmt_se(rc["mean"], rc.get("std")) if rc.get("mean") is not None else "")
+        row += [fmt(r["train_error"]), str(r["epochs"])]
         if verdicts:
             row.append(verdicts.get(r["number"], "-"))
         t.add_row(*row, _params_text(r["params"]))
