@@ -271,13 +271,16 @@ def test_each_figure_plots_every_trial_on_the_right_axes(made):
         f"Trial{t.number}": (sorted(t.intermediate_values), [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
         for t in stepped}
 
-    sl = _figures(made, "Slice Plot")
-    params = sorted({p for t in complete for p in t.params})
-    axes = [a for a in sl if a["xlabel"] in params]
-    assert [a["xlabel"] for a in axes] == params  # one panel per parameter, in name order
-    for a in axes:
-        assert len([p for pts in a["points"] for p in pts]) == sum(a["xlabel"] in t.params for t in complete)
-        assert a["xscale"] == ("log" if a["xlabel"] in ("lr", "width") else "linear")  # quick.yaml's log params
+    if len(complete) < 2:  # the defaults first can leave one complete trial (Hyperband prunes the rest): no slice
+        assert not [f for f in made["figures"] if any("Slice Plot" in a["title"] + a["suptitle"] for a in f)]
+    else:
+        sl = _figures(made, "Slice Plot")
+        params = sorted({p for t in complete for p in t.params})
+        axes = [a for a in sl if a["xlabel"] in params]
+        assert [a["xlabel"] for a in axes] == params  # one panel per parameter, in name order
+        for a in axes:
+            assert len([p for pts in a["points"] for p in pts]) == sum(a["xlabel"] in t.params for t in complete)
+            assert a["xscale"] == ("log" if a["xlabel"] in ("lr", "width") else "linear")  # quick.yaml's log params
 
     curves = _figures(made, "#1: trial")
     board = sorted(complete, key=lambda t: (t.value, t.number))

@@ -115,11 +115,11 @@ def test_leaderboard_shows_counts_rows_best_and_importances():
     flat = words(text)
     assert "digits-night data digits trials 5: complete 2, pruned 2, failed 1, running 0" in flat
     assert "epochs trained 14; pruning saved 8 (a trial may run 6)" in flat
-    assert "Leaderboard (dev error, lower is better)" in text
+    assert "Leaderboard (dev error ± its standard error, lower is better)" in text
     rows = rows_of(text)
-    assert rows[:2] == [  # best first; the verdicts as passed; small numbers in e-notation
-        ["1", "4", "0.0306", "0.0102", "6", "high variance", "lr=0.0032, width=64, optimizer=adam"],
-        ["2", "1", "0.0417", "0.0251", "3", "high bias", "lr=1.23e-04, width=16, optimizer=momentum"]]
+    assert rows[:2] == [  # best first; the verdicts as passed; small numbers in e-notation; no SE known: none shown
+        ["1", "4", "0.0306", "", "0.0102", "6", "high variance", "lr=0.0032, width=64, optimizer=adam"],
+        ["2", "1", "0.0417", "", "0.0251", "3", "high bias", "lr=1.23e-04, width=16, optimizer=momentum"]]
     assert ("Best trial 4: dev error 0.0306, train error 0.0102, best epoch 5; lr=0.0032, width=64, optimizer=adam"
             in flat)
     assert "Parameter importances (PED-ANOVA)" in text and "fANOVA" not in text  # the evaluator results uses
@@ -129,10 +129,23 @@ def test_leaderboard_shows_counts_rows_best_and_importances():
     assert {k: len(v[1]) for k, v in importances.items()} == {"lr": 21, "width": 6, "optimizer": 3}  # importance x 30
 
 
+def test_leaderboard_shows_standard_errors_the_near_best_mark_and_enqueued_trials():
+    rows = summary()["leaderboard"]
+    rows = [{**rows[0], "dev_error_se": 0.0081, "enqueued": "defaults"},
+            {**rows[1], "dev_error_se": 0.0093, "within_noise": True}]
+    text = render(leaderboard, summary(leaderboard=rows, best={**rows[0], "best_epoch": 5}))
+    got = rows_of(text)
+    assert got[0][:5] == ["1", "4*", "0.0306 ± 0.0081", "", "0.0102"]
+    assert got[1][:5] == ["2", "1", "0.0417 ± 0.0093", "≈ best", "0.0251"]
+    flat = words(text)
+    assert "≈ best: 1 trial less than two standard errors" in flat and "tunectl recheck digits-night" in flat
+    assert "* enqueued: tried first" in flat and "Best trial 4: dev error 0.0306 ± 0.0081" in flat
+
+
 def test_leaderboard_without_verdicts_or_importances_and_without_a_complete_trial():
     text = render(leaderboard, summary())
     assert "diagnosis" not in text and "importances" not in text and "Best trial 4" in text
-    assert rows_of(text)[0] == ["1", "4", "0.0306", "0.0102", "6", "lr=0.0032, width=64, optimizer=adam"]
+    assert rows_of(text)[0] == ["1", "4", "0.0306", "", "0.0102", "6", "lr=0.0032, width=64, optimizer=adam"]
     empty = render(leaderboard, summary(leaderboard=[], best=None,
                                         states={"COMPLETE": 0, "PRUNED": 2, "FAIL": 0, "RUNNING": 1}))
     assert "complete 0, pruned 2, failed 0, running 1" in words(empty)
@@ -145,10 +158,14 @@ def test_leaderboard_of_the_shared_study_shows_its_numbers(tiny_study):
     assert f"{tiny_study.name} data digits trials 3: complete 3, pruned 0, failed 0, running 0" in words(text)
     assert "epochs trained 6; pruning saved 0 (a trial may run 2)" in words(text)
     rows = rows_of(text)
-    assert [r[1] for r in rows] == [str(r["number"]) for r in s["leaderboard"]] and len(rows) == 3
+    # an enqueued trial (the first: the textbook defaults) is starred
+    assert [r[1] for r in rows] == [f"{r['number']}{'*' * bool(r['enqueued'])}" for r in s["leaderboard"]] \
+        and len(rows) == 3
     for shown, row in zip(rows, s["leaderboard"]):
-        assert shown[2:5] == [fmt(row["dev_error"]), fmt(row["train_error"]), str(row["epochs"])]
-        assert f"width={row['params']['width']}" in shown[5]
+        assert shown[2] == f"{fmt(row['dev_error'])} ± {fmt(row['dev_error_se'])}"
+        assert shown[3] == ("≈ best" if row["within_noise"] else "")
+        assert shown[4:6] == [fmt(row["train_error"]), str(row["epochs"])]
+        assert f"width={row['params']['width']}" in shown[6]
     assert f"Best trial {s['best']['number']}: dev error {fmt(s['best']['dev_error'])}" in text
 
 

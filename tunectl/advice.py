@@ -68,6 +68,8 @@ def _wider(spec: dict[str, Any], now: Any, up: bool, cap: float = 0.9) -> dict[s
     """The next range for a builder's parameter: above its value (up) or below it, on its own scale."""
     if spec["type"] == "categorical" or not isinstance(now, (int, float)) or isinstance(now, bool):
         return None
+    if not up and now <= spec.get("low", 0):  # already at the bottom of its range: nothing lower to try
+        return None
     if spec["type"] == "int":
         return _int(now, max(now + 1, 4 * now), log=now > 0) if up else _int(max(0, now // 4), now)
     return _float(now, max(now * 4, now + 0.3), cap=cap) if up else _float(0.0, now, cap=cap)

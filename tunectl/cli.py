@@ -233,6 +233,50 @@ def train(
             stdout.print("[yellow]The loss became NaN or infinite: lower lr (e.g. --set lr=1e-4) or check the inputs' scale.[/]")
 
 
+@app.command("lr-find", cls=FlagCommand)
+def lr_find(
+    dataset: DatasetOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=ModelHelp, autocompletion=complete_model)] = None,
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml from `tunectl export` or a run's config.yaml")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, repeatable: --set optimizer=momentum")] = None,
+    space: Annotated[Optional[str], typer.Option("--space", "-s", help="with --next-space: the space whose lr range is "
+                     "replaced (a shipped name or a YAML path); its model is used too")] = None,
+    next_space: Annotated[Optional[Path], typer.Option("--next-space", help="write a search space with the suggested lr range here")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write the loss-against-lr curve here (PNG)")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="mini-batches, the learning rate growing each one")] = 100,
+    start: Annotated[float, typer.Option("--start", help="the first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", help="the last learning rate")] = 10.0,
+    split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="seed of the train/dev/test split")] = None,
+    data_dir: DataDirOpt = None,
+    target: TargetOpt = None,
+    task: TaskOpt = None,
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The learning-rate range test: loss against an exponentially growing lr, and the range to search."""
+    with handled():
+        from tunectl import config as C
+        from tunectl import runs
+        from tunectl.data import DataSettings
+        from tunectl.lrfind import lr_find as find
+        from tunectl.report import lr_find_summary
+
+        values, data = runs.read_params(params) if params else ({}, DataSettings())
+        values.update({k: v for k, v in {"model": model}.items() if v is not None}, **C.parse_set(set_ or []))
+        data = DataSettings.from_dict(data.to_dict(), **data_flags(dataset, data_dir, target, task, split, image_size,
+                                                                   split_seed, classes))
+        stdout, _ = consoles(json_out, quiet)
+        r = find(values, data, steps, start, end, device, plot, next_space, space,
+                 data_from_space=dataset is None and params is None)
+        if json_out:
+            return print_json(r)
+        lr_find_summary(stdout, r)
+
+
 @app.command(cls=FlagCommand)
 def tune(
     space: Annotated[Optional[str], typer.Option("--space", "-s", help="a shipped search space by name (quick, mlp, cnn, rnn, "
@@ -270,6 +314,13 @@ def tune(
                          "by all workers (default: studies/<study>/artifacts)")] = None,
     report_: Annotated[bool, typer.Option("--report", help="write the HTML morning report at the end (after "
                        "--timeout or Ctrl-C too); see `tunectl report`")] = False,
+    defaults_first: Annotated[bool, typer.Option("--defaults-first/--no-defaults-first", help="a new study's first "
+                              "trial is the textbook defaults (Adam, lr 1e-3, batch 64, ...), clipped into the space")] = True,
+    enqueue: Annotated[Optional[list[Path]], typer.Option("--enqueue", help="a params file (export's params.yaml, or "
+                       "YAML of values) to try first; repeatable")] = None,
+    warm_from: Annotated[Optional[str], typer.Option("--warm-from", help="try another study's best trials first "
+                         "(same or overlapping space)", autocompletion=complete_study)] = None,
+    warm_top: Annotated[int, typer.Option("--warm-top", help="how many of --warm-from's best trials")] = 3,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -286,7 +337,8 @@ def tune(
                               as_sequence), study, storage, model,
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
-            device=device, artifacts=str(artifacts) if artifacts else None)
+            device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
+            enqueue=[str(p) for p in enqueue or []], warm_from=warm_from, warm_top=warm_top)
         if store.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
             store.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out, quiet)
@@ -342,6 +394,30 @@ def show(
             return print_json({**summary_json(summary), "verdicts": {str(k): v for k, v in verdicts.items()}})
         leaderboard(consoles(False)[0], summary, summary["importances"],
                     verdicts={k: VERDICT_SHORT.get(v, v) for k, v in verdicts.items()})
+
+
+@app.command(cls=FlagCommand)
+def recheck(
+    study: StudyArg,
+    top: Annotated[int, typer.Option("--top", "-k", help="the best N complete trials to re-train")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", help="new seeds per trial (the trial's seed + 1, + 2, ...)")] = 3,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-train the top trials with new seeds (same split) and rank them by the mean: was the winner lucky?"""
+    with handled():
+        from tunectl.recheck import recheck_study
+        from tunectl.report import recheck_line, recheck_table
+
+        stdout, stderr = consoles(json_out, quiet)
+        r = recheck_study(study, top, seeds, storage, root, device, on_result=lambda x: recheck_line(stderr, x),
+                          on_note=note)
+        if json_out:
+            return print_json(r)
+        recheck_table(stdout, r)
 
 
 @app.command(cls=FlagCommand)

@@ -22,7 +22,7 @@ from tunectl.advice import is_image_data, recommend
 from tunectl.config import from_dict, short
 from tunectl.numbers import clean
 from tunectl.errors import TunectlError
-from tunectl import files
+from tunectl import files, noise
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_high_variance", "ok")
 # Error rates: absolute points (0.02 = 2 %). With human error ~0 the textbook table comes out
@@ -75,6 +75,9 @@ class Diagnosis:
     curve: list[dict[str, Any]] = field(default_factory=list)  # per epoch: train/dev error and train loss
     data_curve: list[dict[str, Any]] | None = None
     data_verdict: str | None = None  # more_data_helps | flat
+    dev_error_se: float | None = None  # noise.py: the standard error of each error, and of the gap
+    train_error_se: float | None = None
+    variance_se: float | None = None
     source: dict[str, Any] = field(default_factory=dict)  # study and trial, or run folder
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,8 +102,16 @@ def check_human_error(value: Any, task: str | None = None) -> float:
     return float(value)
 
 
-def verdict(avoidable_bias: float, variance: float, bias_threshold: float, variance_threshold: float) -> str:
-    bias_high, var_high = avoidable_bias > bias_threshold, variance > variance_threshold
+def within_noise(variance: float, variance_se: float | None) -> bool:
+    """A train/dev gap less than two of its standard errors: the dev set cannot tell it from noise."""
+    return variance_se is not None and variance_se > 0 and variance < noise.Z * variance_se
+
+
+def verdict(avoidable_bias: float, variance: float, bias_threshold: float, variance_threshold: float,
+            variance_se: float | None = None) -> str:
+    """A gap above the threshold but within noise (variance_se) is not called variance."""
+    bias_high = avoidable_bias > bias_threshold
+    var_high = variance > variance_threshold and not within_noise(variance, variance_se)
     if bias_high and var_high:
         return "high_bias_high_variance"
     return "high_bias" if bias_high else "high_variance" if var_high else "ok"
@@ -110,25 +121,45 @@ def diagnose(train_error: float, dev_error: float, human_error: float = 0.0, tas
              curve: list[dict[str, Any]] | None = None, target_spread: float | None = None,
              thresholds: Thresholds = Thresholds(), *, config: dict[str, Any] | None = None,
              space: dict[str, Any] | None = None, image: bool = False,
-             data_curve: list[dict[str, Any]] | None = None) -> Diagnosis:
-    """The four numbers, the verdict, the curves' evidence, and actions in `config`'s terms."""
+             data_curve: list[dict[str, Any]] | None = None, dev_error_se: float | None = None,
+             train_error_se: float | None = None, n_dev: int | None = None) -> Diagnosis:
+    """The four numbers, the verdict, the curves' evidence, and actions in `config`'s terms. With the
+    errors' standard errors, a gap within twice its own is not called variance (see noise_evidence)."""
     human_error = check_human_error(human_error, task)
     for name, v in (("train error", train_error), ("dev error", dev_error)):
         if v is None or not math.isfinite(v):
             raise TunectlError(f"{name} is {v}: the model has no finite error (it diverged?); diagnose another trial")
     tb, tv = thresholds.absolute(task, target_spread)
     bias, var = train_error - human_error, dev_error - train_error
-    d = Diagnosis(train_error, dev_error, human_error, bias, var, verdict(bias, var, tb, tv), task,
-                  {"bias": tb, "variance": tv, "unit": "target units" if task == "regression" else "error rate"})
+    var_se = noise.diff_se(dev_error_se, train_error_se)
+    d = Diagnosis(train_error, dev_error, human_error, bias, var, verdict(bias, var, tb, tv, var_se), task,
+                  {"bias": tb, "variance": tv, "unit": "target units" if task == "regression" else "error rate"},
+                  dev_error_se=dev_error_se, train_error_se=train_error_se, variance_se=var_se)
     d.curve = [{"epoch": r.get("epoch"), "train_error": r.get("train_error"), "dev_error": r.get("dev_error"),
                 "train_loss": r.get("train_loss")} for r in curve or []]
     d.evidence = curve_evidence(curve or [], tv * NOISE)
+    if var > tv and within_noise(var, var_se):
+        d.evidence.insert(0, noise_evidence(var, var_se, dev_error_se, train_error_se or 0.0, n_dev))
     if data_curve:
         d.data_curve = data_curve
         d.data_verdict, text = data_curve_verdict(data_curve, tv)
         d.evidence.append({"kind": d.data_verdict, "text": text})
     d.actions = recommend(d, from_dict(config or {}).to_dict(), space, image)
     return d
+
+
+def noise_evidence(var: float, var_se: float, dev_se: float | None, train_se: float, n_dev: int | None) -> dict[str, Any]:
+    """Why a gap above the threshold is not called variance: the dev set is too small to tell, and how
+    many dev examples would tell a gap this size."""
+    text = (f"the train/dev gap {var:.4g} is above the variance threshold but less than two standard errors "
+            f"(2 × {var_se:.2g}): the dev set{f' ({n_dev} examples)' if n_dev else ''} is too small to tell it "
+            f"from noise, so it is not called variance")
+    need = noise.dev_size_needed(var, dev_se, n_dev, train_se) if dev_se and n_dev else None
+    if need:
+        text += f"; to tell a gap this size it would need about {need} examples ({need / n_dev:.1f}× as many)"
+    elif n_dev:
+        text += "; the training error's own noise is as large: more dev data alone would not settle it"
+    return {"kind": "dev_too_small", "n_dev": n_dev, "dev_needed": need, "text": text}
 
 
 # ----------------------------------------------------------------------------- evidence from the curves
@@ -284,7 +315,15 @@ def read_run(folder: Path | str) -> dict[str, Any]:
     scaling = manifest.get("scaling") if isinstance(manifest.get("scaling"), dict) else {}
     y_scale = scaling.get("y_scale") if _finite(scaling.get("y_scale")) else None
     task = hist.get("task") or manifest.get("task")
-    return {"source": {"run": str(folder)}, "task": task if task in ("binary", "multiclass", "regression") else "multiclass",
+    task = task if task in ("binary", "multiclass", "regression") else "multiclass"
+    sizes = manifest.get("sizes") if isinstance(manifest.get("sizes"), dict) else {}
+    ses = {}
+    for key, split in (("dev_error_se", "dev"), ("train_error_se", "train")):
+        v = hist.get(key)
+        ses[key] = v if _finite(v) else noise.standard_error(task, hist.get(key.removesuffix("_se")),
+                                                             sizes.get(split) if isinstance(sizes.get(split), int) else None)
+    return {"source": {"run": str(folder)}, "task": task, **ses,
+            "n_dev": sizes.get("dev") if isinstance(sizes.get("dev"), int) else None,
             "train_error": hist.get("train_error"), "dev_error": hist.get("dev_error"),
             "curve": hist.get("history") or [], "config": hist.get("config") or {}, "data": hist.get("data") or {},
             "y_scale": y_scale, "space": None, "status": hist.get("status")}
@@ -299,6 +338,8 @@ def trial_subject(record: dict[str, Any], meta: dict[str, Any], study: str) -> d
     return {"source": {"study": study, "trial": record["number"], "state": record["state"],
                        "reason": record.get("reason")},
             "task": manifest.get("task", "multiclass"), "train_error": record["train_error"],
+            "dev_error_se": record.get("dev_error_se"), "train_error_se": record.get("train_error_se"),
+            "n_dev": (manifest.get("sizes") or {}).get("dev"),
             "dev_error": record["dev_error"], "curve": record.get("curve") or [], "config": record.get("config") or {},
             "data": meta.get("data", {}), "y_scale": manifest.get("scaling", {}).get("y_scale"),
             "space": meta.get("space"), "status": record.get("reason")}
@@ -309,7 +350,8 @@ def diagnose_subject(s: dict[str, Any], human_error: float | None = None, thresh
     d = diagnose(s["train_error"], s["dev_error"], human_error or 0.0, s["task"], s["curve"], s.get("y_scale"),
                  thresholds, config=s["config"], space=s.get("space"),
                  image=is_image_data(s.get("data", {}).get("dataset")) and not s.get("data", {}).get("as_sequence"),
-                 data_curve=data_curve)
+                 data_curve=data_curve,
+                 dev_error_se=s.get("dev_error_se"), train_error_se=s.get("train_error_se"), n_dev=s.get("n_dev"))
     d.source = dict(s["source"])
     if d.source.get("state") == "PRUNED":
         d.evidence.insert(0, {"kind": "pruned", "text": f"this trial was {d.source.get('reason') or 'pruned'}: its "
@@ -330,7 +372,8 @@ def study_verdicts(records: list[dict[str, Any]], meta: dict[str, Any], human_er
     out = {}
     for r in records:
         if _finite(r.get("train_error")) and _finite(r.get("dev_error")):
-            out[r["number"]] = verdict(r["train_error"] - human_error, r["dev_error"] - r["train_error"], tb, tv)
+            out[r["number"]] = verdict(r["train_error"] - human_error, r["dev_error"] - r["train_error"], tb, tv,
+                                       noise.diff_se(r.get("dev_error_se"), r.get("train_error_se")))
     return out
 
 
@@ -383,7 +426,7 @@ def diagnose_target(target: str, trial: int | None = None, human_error: float | 
     else:
         st = results.open_study(name, storage, root)
         meta = st.user_attrs.get(results.ATTR) or {}
-        records = [results.trial_record(t) for t in st.get_trials(deepcopy=False)]
+        records = results.trial_records(st)
         if all_trials:
             return {"overview": True, **study_overview(records, meta, name, human_error or 0.0, thresholds)}
         subject = trial_subject(results.pick_trial(records, name, trial), meta, name)
@@ -402,6 +445,10 @@ def diagnose_target(target: str, trial: int | None = None, human_error: float | 
         from tunectl.space import dump_space
 
         sp, comments = make_next_space(diag, subject["config"], subject["space"], subject["data"].get("dataset"))
+        if subject["source"].get("study"):  # the next study need not start cold: this one's best trials go first
+            study = subject["source"]["study"]
+            comments.append(f"warm-start the next study from this one: tunectl tune --space {next_space} "
+                            f"--study NEW_NAME --warm-from {study}")
         next_space.parent.mkdir(parents=True, exist_ok=True)
         files.write_text(next_space, dump_space(sp, comments))
         out["next_space"] = str(next_space)

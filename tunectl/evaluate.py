@@ -20,6 +20,7 @@ from tunectl.builders import file_of, is_reference, unchanged
 from tunectl.errors import ConfigError, StudyError
 from tunectl import files, runs
 
+SUPERSEDED = 3  # tune keeps the best 3 trials' weights (tune.KEEP_CHECKPOINTS): one with 3 better ones lost its own
 REUSED_WARNING = ("the test set was evaluated before: this test error is no longer an unbiased estimate of the "
                   "error on new data (every look is in {path})")
 
@@ -34,6 +35,7 @@ class Chosen:
     meta: dict[str, Any]  # the study's 'tunectl' record: data, manifest, space, ...
     record: dict[str, Any]  # tune.trial_record of the chosen trial
     kept: list[int]  # complete trials whose checkpoint file is on disk, best first
+    better_kept: int = 0  # of those, how many rank above the chosen trial
 
     @property
     def checkpoint(self) -> Path | None:
@@ -44,18 +46,19 @@ class Chosen:
 
 def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT, storage: str | None = None) -> Chosen:
     """The study's best complete trial, or trial `trial` (which must be complete)."""
-    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_record
+    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_records
 
     st = open_study(study, storage, root)
     meta = st.user_attrs.get(ATTR)
     if not meta:
         raise StudyError(f"study '{study}' was not made by tunectl; evaluate a study from `tunectl studies`")
     folder = studies.study_dir(study, Path(root))
-    records = [trial_record(t) for t in st.get_trials(deepcopy=False)]
+    records = trial_records(st)
     record = pick_trial(records, study, trial, complete=True)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
-    return Chosen(study, folder, meta, record, kept)
+    better = sum(1 for r in complete if r["number"] in kept and (r["value"], r["number"]) < (record["value"], record["number"]))
+    return Chosen(study, folder, meta, record, kept, better)
 
 
 def _check_not_deleted(c: Chosen, fix: str) -> None:
@@ -63,6 +66,8 @@ def _check_not_deleted(c: Chosen, fix: str) -> None:
     is told apart from one that never kept weights: the message names the missing file."""
     ref = c.record.get("checkpoint")
     if not ref or c.checkpoint is not None:
+        return
+    if c.better_kept >= SUPERSEDED:  # kept once, then removed by better trials (only the best few keep weights)
         return
     path = c.folder / ref
     kept = ", ".join(map(str, c.kept)) or "none"
@@ -128,22 +133,29 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     else:
         model, _ = model_from_checkpoint(ckpt, allow_changed)
         model, epochs, model_path, fit_on = model.to(dev_), rec.get("best_epoch"), c.checkpoint, splits
-    err = lambda x, y: evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]  # noqa: E731
-    test_error = err(*splits.test)
-    train_error = err(fit_on.x_train, fit_on.y_train)
+    from tunectl.train import error_se
+
+    def err(x, y) -> tuple[float, float | None]:  # the error and its standard error (noise.py)
+        e = evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]
+        return e, error_se(model, x, y, splits.task, splits.y_scale, e, dev_)
+
+    test_error, test_se = err(*splits.test)
+    train_error, train_se = err(fit_on.x_train, fit_on.y_train)
     # after a refit the dev split was trained on: its error is not a held-out number
-    dev_error = None if refit else err(splits.x_dev, splits.y_dev)
+    dev_error, dev_se = (None, None) if refit else err(splits.x_dev, splits.y_dev)
     robust = None
     if attack:
         x_test, y_test = splits.test
         x_adv = attacks.perturb(model, x_test, y_test, splits.task, attack, eps, steps,
                                 attacks.image_bounds(splits.x_train, splits.is_image), dev_)
+        robust_error, robust_se = err(x_adv, y_test)
         robust = {"name": attack, "eps": float(eps), "steps": (steps or 10) if attack == "pgd" else None,
                   "eps_input": attacks.in_input_units(float(eps), splits.x_scale),
-                  "test_error": err(x_adv, y_test), "clean_test_error": test_error}
+                  "test_error": robust_error, "test_error_se": robust_se, "clean_test_error": test_error}
     path = c.folder / studies.EVALUATIONS
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
-            "dev_error": dev_error, "train_error": train_error, **({"attack": robust} if robust else {})}
+            "dev_error": dev_error, "train_error": train_error, "test_error_se": test_se, "dev_error_se": dev_se,
+            "train_error_se": train_se, **({"attack": robust} if robust else {})}
     looks = studies.append_evaluation(c.folder, look)
     evaluated_before = bool(looks)
     return {
@@ -154,6 +166,11 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "dev_error": dev_error,
         "train_error": train_error,
         "attack": robust,
+        "test_error_se": test_se,
+        "dev_error_se": dev_se,
+        "train_error_se": train_se,
+        "picked_by": rec.get("picked_by", "number" if trial is not None else "dev error"),
+        "rechecked": {k: v for k, v in rec["recheck"].items() if k != "seeds"} if rec.get("recheck") else None,
         "trained_on": "train+dev" if refit else "train",
         "epochs": epochs,
         "tuned_dev_error": rec.get("dev_error"),
@@ -256,6 +273,8 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
         "dev_error": rec.get("dev_error"),
         "train_error": rec.get("train_error"),
         "params": rec.get("params"),
+        "picked_by": rec.get("picked_by", "number" if trial is not None else "dev error"),
+        "rechecked": {k: v for k, v in rec["recheck"].items() if k != "seeds"} if rec.get("recheck") else None,
         "command": f"tunectl train --params {out / 'params.yaml'}",
     }
 

@@ -249,19 +249,29 @@ def _leaderboard(s: dict[str, Any], verdicts: dict[int, str]) -> str:
     board = s.get("leaderboard") or []
     if not board:
         return _section("leaderboard", "Leaderboard", _note("No complete trial yet: nothing to rank."))
-    rows = [[i, r["number"], fmt(r["dev_error"]), fmt(r["train_error"]), r.get("best_epoch") or "-", r["epochs"],
+    from tunectl.noise import with_se
+
+    rows = [[i, r["number"], with_se(r["dev_error"], r.get("dev_error_se")), "≈ best" if r.get("within_noise") else "",
+             fmt(r["train_error"]), r.get("best_epoch") or "-", r["epochs"],
              fmt(r.get("seconds"), 1), verdict_label(verdicts.get(r["number"])), _params(r["params"])]
             for i, r in enumerate(board, 1)]
-    return _section("leaderboard", "Leaderboard (dev error, lower is better)",
-                    _table(["#", "trial", "dev error", "train error", "best epoch", "epochs", "seconds", "diagnosis",
-                            "params"], rows, {2, 3, 4, 5, 6}))
+    near = sum(bool(r.get("within_noise")) for r in board)
+    why = _note(f"± is the standard error of each dev error (binomial for an error rate, bootstrapped for an RMSE); "
+                f"≈ best: {near} trial{'s' * (near != 1)} less than two standard errors of the difference above the "
+                f"best, a race the dev set does not decide (`tunectl recheck` re-trains them with new seeds).") \
+        if near else ""
+    return _section("leaderboard", "Leaderboard (dev error ± its standard error, lower is better)",
+                    _table(["#", "trial", "dev error", "noise", "train error", "best epoch", "epochs", "seconds",
+                            "diagnosis", "params"], rows, {2, 4, 5, 6, 7}) + why)
 
 
 def _best(s: dict[str, Any]) -> str:
     b = s.get("best")
     if not b:
         return _section("best", "Best trial", _note("No complete trial yet, so no best trial."))
-    head = (f"<p>Trial <b>{b['number']}</b>: dev error <b>{e(fmt(b['dev_error']))}</b>, train error "
+    from tunectl.noise import with_se
+
+    head = (f"<p>Trial <b>{b['number']}</b>: dev error <b>{e(with_se(b['dev_error'], b.get('dev_error_se')))}</b>, train error "
             f"{e(fmt(b['train_error']))}, best epoch {e(str(b.get('best_epoch')))} of {e(str(b.get('epochs')))}.</p>")
     searched = [(k, _value(v)) for k, v in (b.get("params") or {}).items()]
     rest = [(k, _value(v)) for k, v in (b.get("config") or {}).items() if k not in (b.get("params") or {})]
@@ -442,11 +452,11 @@ def gather(name: str, storage: str | None = None, root: Path | str = studies.ROO
     """Everything the report shows about study `name`, as plain data (read through results.py and
     diagnose.py), plus the optuna.Study for Optuna's own plots."""
     from tunectl.diagnose import study_verdicts
-    from tunectl.results import ATTR, importance_method, importances, open_study, summarize, trial_record
+    from tunectl.results import ATTR, importance_method, importances, open_study, summarize, trial_records
 
     study = open_study(name, storage, root)
     summary = summarize(study, storage or studies.default_storage_url(name, Path(root)))
-    records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    records = trial_records(study)
     best = summary["best"]["number"] if summary["best"] else None
     meta = study.user_attrs.get(ATTR, {})
     diagnosis, missing = _diagnose_best(next((r for r in records if r["number"] == best), None), meta, name)

@@ -81,6 +81,8 @@ class Objective:
         trial.set_user_attr("curve", curve)
         trial.set_user_attr("train_error", clean(hist.train_error))
         trial.set_user_attr("dev_error", clean(hist.dev_error))
+        trial.set_user_attr("dev_error_se", clean(hist.dev_error_se))  # noise.py: how far apart is 'better'
+        trial.set_user_attr("train_error_se", clean(hist.train_error_se))
         trial.set_user_attr("best_epoch", hist.best_epoch)
         trial.set_user_attr("epochs_run", hist.epochs_run)
         trial.set_user_attr("seconds", hist.seconds)

@@ -136,6 +136,11 @@ class TuneDisplay:
         self.progress.update(self.task, completed=p["done"], status=status)
 
 
+def fmt_se(v: Any, se: Any, digits: int = 4) -> str:
+    """An error with its standard error (noise.py), e.g. 0.0312 ± 0.0091."""
+    return fmt(v, digits) + (f" ± {fmt(se, digits)}" if isinstance(se, (int, float)) and math.isfinite(se) else "")
+
+
 def _params_text(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={fmt(v, 4) if isinstance(v, float) else v}" for k, v in (params or {}).items())
 
@@ -157,14 +162,21 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
     if not board:
         console.print("[yellow]No complete trial yet.[/]")
         return
-    t = Table(title="Leaderboard (dev error, lower is better)", title_justify="left")
+    t = Table(title="Leaderboard (dev error ± its standard error, lower is better)", title_justify="left")
+    rechecked = any((r.get("recheck") or {}).get("mean") is not None for r in board)
     rows = []
     for i, r in enumerate(board, 1):
-        row = [str(i), str(r["number"]), fmt(r["dev_error"]), fmt(r["train_error"]), str(r["epochs"])]
+        trial = f"{r['number']}{'*' if r.get('enqueued') else ''}"
+        row = [str(i), trial, fmt_se(r["dev_error"], r.get("dev_error_se")), "≈ best" if r.get("within_noise") else ""]
+        if rechecked:  # `tunectl recheck`: the mean over new seeds ± their spread
+            rc = r.get("recheck") or {}
+            row.append(fmt_se(rc["mean"], rc.get("std")) if rc.get("mean") is not None else "")
+        row += [fmt(r["train_error"]), str(r["epochs"])]
         if verdicts:
             row.append(verdicts.get(r["number"], "-"))
         rows.append([*row, _params_text(r["params"])])
-    heads = ["#", "trial", "dev error", "train error", "epochs", *(["diagnosis"] if verdicts else []), "params"]
+    heads = ["#", "trial", "dev error", "noise", *(["new seeds"] if rechecked else []), "train error", "epochs",
+             *(["diagnosis"] if verdicts else []), "params"]
     # the parameters wrap between two `name=value,` items, never inside one: where the terminal is
     # too narrow for that, the two-word headers take two lines first (rich would fold a value)
     widths = [max(len(h), *(len(row[c]) for row in rows)) for c, h in enumerate(heads[:-1])]
@@ -176,8 +188,19 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
     for row in rows:
         t.add_row(*row)
     console.print(t)
+    near = sum(bool(r.get("within_noise")) for r in board)
+    if near:
+        console.print(f"[dim]≈ best: {near} trial{'s' * (near != 1)} less than two standard errors (of the difference) "
+                      f"above the best: the dev set does not tell {'them' if near > 1 else 'it'} apart from it; "
+                      f"`tunectl recheck {summary['study']}` re-trains the top trials with new seeds.[/]")
+    if any(r.get("enqueued") for r in board):
+        console.print("[dim]* enqueued: tried first (the textbook defaults, --enqueue or --warm-from).[/]")
     b = summary["best"]
-    console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt(b['dev_error'])}, train error "
+    if b.get("rechecked"):
+        rc = b["rechecked"]
+        console.print(f"[bold]Rechecked winner[/]: trial {b['number']}, mean dev error {fmt_se(rc['mean'], rc.get('std'))} "
+                      f"(± the spread) over {rc['n']} new seeds; show, export and evaluate use it.")
+    console.print(f"[bold green]Best trial {b['number']}[/]: dev error {fmt_se(b['dev_error'], b.get('dev_error_se'))}, train error "
                   f"{fmt(b['train_error'])}, best epoch {b.get('best_epoch')}; {_params_text(b['params'])}")
     if importances:
         method = summary.get("importance_method") or {}  # results.importance_method(): the evaluator and its meaning
@@ -262,13 +285,13 @@ def diagnosis_panel(console: Console, d: dict[str, Any]) -> None:
     numbers = Table(show_header=False, box=None, pad_edge=False)
     for _ in range(3):
         numbers.add_column()
-    numbers.add_row("train error", fmt(d["train_error"]), "")
-    numbers.add_row("dev error", fmt(d["dev_error"]), "")
+    numbers.add_row("train error", fmt_se(d["train_error"], d.get("train_error_se")), "")
+    numbers.add_row("dev error", fmt_se(d["dev_error"], d.get("dev_error_se")), "")
     numbers.add_row("human-level error", fmt(d["human_error"]), "")
     scale = max(abs(d["avoidable_bias"]), abs(d["variance"]), 2 * th.get("bias", 0), 2 * th.get("variance", 0))
     numbers.add_row("[bold]avoidable bias[/] (train − human)", fmt(d["avoidable_bias"]),
                     f"{_bar(d['avoidable_bias'], th.get('bias', 0), scale)} limit {fmt(th.get('bias'))}")
-    numbers.add_row("[bold]variance[/] (dev − train)", fmt(d["variance"]),
+    numbers.add_row("[bold]variance[/] (dev − train)", fmt_se(d["variance"], d.get("variance_se")),
                     f"{_bar(d['variance'], th.get('variance', 0), scale)} limit {fmt(th.get('variance'))}")
     parts: list[Any] = [numbers, f"\n[bold]verdict:[/] [bold {colour}]{label}[/]"]
     curve = d.get("curve") or []
@@ -328,13 +351,20 @@ def evaluation(console: Console, r: dict[str, Any]) -> None:
         table.add_column(f"{name} {unit}", justify="right")
     if a:
         table.columns[1].header = f"test {unit} under {a['name'].upper()}"
-    dev = fmt(r["dev_error"]) if not r["refit"] else "trained on"
-    table.add_row(fmt(r["test_error"]), *([fmt(a["test_error"])] if a else []), dev, fmt(r["train_error"]))
+    dev = fmt_se(r["dev_error"], r.get("dev_error_se")) if not r["refit"] else "trained on"
+    table.add_row(fmt_se(r["test_error"], r.get("test_error_se")),
+                  *([fmt_se(a["test_error"], a.get("test_error_se"))] if a else []), dev,
+                  fmt_se(r["train_error"], r.get("train_error_se")))
     sizes = {**r["sizes"], "train": r["sizes"]["train"] + (r["sizes"]["dev"] if r["refit"] else 0)}
     table.add_row(*(f"[dim]{sizes[k]} examples[/]" for k in ("test", *(["test"] if a else []), "dev", "train")))
     console.print(table)
     if a:
         console.print(f"Under attack: {attack_text(a)}.", soft_wrap=True)
+    if r.get("test_error_se") is not None:
+        console.print("[dim]± is the standard error (binomial for an error rate, bootstrapped over the examples for "
+                      "an RMSE): the test error is an estimate too.[/]")
+    if r.get("picked_by") == "recheck":
+        console.print(f"[dim]Trial {r['trial']} is the rechecked winner (the lowest mean dev error over new seeds).[/]")
     if r["refit"]:
         console.print(f"Refit on train+dev for {r['epochs']} epochs (the trial's best epoch count): train error is "
                       f"on train+dev; dev was trained on, so it has no held-out error.")
@@ -358,7 +388,59 @@ def attack_text(a: dict[str, Any]) -> str:
 def export_summary(console: Console, r: dict[str, Any]) -> None:
     console.print(f"Exported trial {r['trial']} of {r['study']} (dev error {fmt(r['dev_error'])}) to {r['out']}/: "
                   f"{', '.join(r['files'])}", soft_wrap=True)
+    if r.get("picked_by") == "recheck":
+        console.print(f"Trial {r['trial']} is the rechecked winner (the lowest mean dev error over new seeds).")
     console.print(f"Reproduce it with: [bold]{r['command']}[/]", soft_wrap=True)
+
+
+def recheck_line(console: Console, x: dict[str, Any]) -> None:
+    """`tunectl recheck` progress: one line per seed trained (or found done)."""
+    console.print(f"[dim]  trial {x['trial']}, seed {x['seed']}: dev error {fmt(x['dev_error'])}[/]")
+
+
+def recheck_table(console: Console, r: dict[str, Any]) -> None:
+    """`tunectl recheck`: the rechecked trials by mean dev error over new seeds, and the winner."""
+    t = Table(title=f"{r['study']}: the top trials re-trained with {r['seeds_per_trial']} new seeds (same split), "
+                    f"by mean dev error", title_justify="left")
+    for col in ("#", "trial", "mean ± spread", "each seed", "its own run", "params"):
+        t.add_column(col, overflow="fold")
+    for i, x in enumerate(r["trials"], 1):
+        each = ", ".join(fmt(s.get("dev_error")) for s in x["seeds"])
+        t.add_row(str(i), str(x["number"]), fmt_se(x["mean"], x.get("std")), each,
+                  fmt_se(x["original_dev_error"], x.get("original_dev_error_se")), _params_text(x["params"]))
+    console.print(t)
+    console.print("[dim]mean over the new seeds only (the trial's own run was picked for being low, so it is biased "
+                  "low); spread: their sample standard deviation.[/]")
+    if r["winner"] is None:
+        return
+    if r["changed"]:
+        console.print(f"[bold yellow]The ranking changed[/]: trial {r['winner']} wins over new seeds; trial "
+                      f"{r['original_best']} led on its one run. show, export and evaluate now use trial {r['winner']}.")
+    else:
+        console.print(f"[bold green]Trial {r['winner']} holds[/]: it leads over new seeds too; show, export and "
+                      f"evaluate use it.")
+
+
+def lr_find_summary(console: Console, r: dict[str, Any]) -> None:
+    """`tunectl lr-find`: the smoothed loss against lr, one decade per column group, and the suggestion."""
+    rows = r["curve"]
+    losses = [x["smoothed"] for x in rows]
+    lo, hi = min(losses), max(losses)
+    console.print(f"[bold]learning-rate range test[/]: {r['model']} on {r.get('dataset') or '-'}, {r['optimizer']}, "
+                  f"batch {r['batch_size']}, {r['steps']} mini-batches from lr {r['start']:g} "
+                  f"({'stopped: the loss blew up' if r['stopped'] == 'blew_up' else 'to ' + format(r['end'], 'g')})")
+    console.print(f"  loss {_sparkline(losses, lo, hi, width=60)}  {fmt(losses[0])} → min {fmt(r['min_loss'])}")
+    console.print(f"  lr   {rows[0]['lr']:<10.1e}{' ' * 40}{rows[-1]['lr']:>10.1e}")
+    a, b = r["range"]
+    console.print(f"lowest smoothed loss at lr {r['lr_at_min']:.3g}; [bold green]search lr {a:.3g}–{b:.3g}[/] "
+                  f"(log), one decade below it (suggested: {r['suggested']:.3g})")
+    if r.get("min_at_end"):
+        console.print("[yellow]The loss was still falling at the last lr: raise --end to see where it turns.[/]")
+    if r.get("plot"):
+        console.print(f"curve: {r['plot']}", soft_wrap=True)
+    if r.get("next_space"):
+        console.print(f"Next search space written to {r['next_space']}; run it with "
+                      f"[bold]tunectl tune --space {r['next_space']} --study NEW_NAME[/]", soft_wrap=True)
 
 
 def curve_point(console: Console, p: dict[str, Any] | None) -> None:

@@ -14,11 +14,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunectl import studies
+from tunectl import noise, studies
 from tunectl.errors import StudyError
 from tunectl import storage as store
 
 ATTR = "tunectl"  # the study user attribute holding everything a worker needs (space, data, split, ...)
+RECHECK = "recheck"  # study user attrs recheck:<trial>:<seed>: one re-training of a trial with a new seed (recheck.py)
 
 
 def quiet_optuna() -> None:
@@ -39,9 +40,11 @@ def open_study(name: str, storage: str | None = None, root: str | Path = studies
         raise StudyError(f"no study '{name}' in {store.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
 
 
-def trial_record(t: FrozenTrial) -> dict[str, Any]:
+def trial_record(t: FrozenTrial, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A trial as plain data. With the study's record (`meta`), a classification trial recorded before
+    standard errors were stored gets its binomial ones from the split's sizes."""
     u = t.user_attrs
-    return {
+    record = {
         "number": t.number,
         "state": t.state.name,
         "value": t.value,
@@ -58,19 +61,86 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "checkpoint": u.get("checkpoint"),
         "artifact": u.get("artifact"),
         "retry_of": u.get("retry_of"),
+        "enqueued": u.get("enqueued"),  # warmstart: where a first trial came from (defaults, a file, a study)
+        "enqueued_why": u.get("enqueued_why"),
+        "dev_error_se": u.get("dev_error_se"),
+        "train_error_se": u.get("train_error_se"),
     }
+    manifest = (meta or {}).get("manifest") or {}
+    if manifest.get("task") not in (None, "regression"):
+        sizes = manifest.get("sizes") or {}
+        for key, split in (("dev_error_se", "dev"), ("train_error_se", "train")):
+            if record[key] is None:
+                record[key] = noise.binomial_se(record[key.removesuffix("_se")], sizes.get(split))
+    return record
+
+
+def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial of `study` as plain data (trial_record), with its standard errors and, for a
+    rechecked trial, its results over new seeds (`recheck`)."""
+    attrs = study.user_attrs
+    meta = attrs.get(ATTR) or {}
+    found = rechecks(attrs)
+    records = [trial_record(t, meta) for t in study.get_trials(deepcopy=False)]
+    for r in records:
+        r["recheck"] = found.get(r["number"])
+    return records
+
+
+def rechecks(attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Trial number -> its recheck (study user attrs recheck:<trial>:<seed>): each seed's result, the
+    mean dev error over the new seeds, its spread (sample standard deviation) and their number."""
+    import statistics
+
+    by_trial: dict[int, list[dict[str, Any]]] = {}
+    for key, value in attrs.items():
+        if key.startswith(f"{RECHECK}:") and isinstance(value, dict) and isinstance(value.get("trial"), int):
+            by_trial.setdefault(value["trial"], []).append(value)
+    out = {}
+    for n, rows in by_trial.items():
+        rows.sort(key=lambda r: r.get("seed", 0))
+        errors = [r["dev_error"] for r in rows if isinstance(r.get("dev_error"), (int, float)) and r["dev_error"] == r["dev_error"]]
+        out[n] = {"seeds": rows, "n": len(errors), "mean": statistics.fmean(errors) if errors else None,
+                  "std": statistics.stdev(errors) if len(errors) > 1 else None}
+    return out
+
+
+def rechecked_winner(found: dict[int, dict[str, Any]]) -> int | None:
+    """The rechecked trial with the lowest mean dev error, among those rechecked with the most seeds
+    (a trial stopped after one seed does not win on it). None when no trial was rechecked."""
+    ready = {n: r for n, r in found.items() if r["mean"] is not None}
+    if not ready:
+        return None
+    most = max(r["n"] for r in ready.values())
+    return min((n for n, r in ready.items() if r["n"] == most), key=lambda n: (ready[n]["mean"], n))
+
+
+def mark_noise(board: list[dict[str, Any]]) -> None:
+    """Each leaderboard row (best first) gets `within_noise`: less than two standard errors of the
+    difference above the best (noise.within_noise), so the race between them is not decided."""
+    if not board:
+        return
+    best = board[0]
+    for r in board:
+        r["within_noise"] = r is not best and noise.within_noise(r["dev_error"], best["dev_error"],
+                                                                 r.get("dev_error_se"), best.get("dev_error_se"))
 
 
 def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None,
                complete: bool = False) -> dict[str, Any]:
     """The trial a command works on: `number`, or the best complete one (the lowest dev error, then
-    the earliest). With `complete`, a chosen trial that did not complete is refused. One rule for
+    the earliest), unless a recheck (`tunectl recheck`) named a winner over new seeds: then that one, marked
+    `picked_by: recheck`. With `complete`, a chosen trial that did not complete is refused. One rule for
     `diagnose`, `evaluate`, `export` and the report."""
     done = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     if number is None:
         if not done:
             raise StudyError(f"study '{study}' has no complete trial yet; let it run (`tunectl tune --study {study}`), "
                              f"or pick one with --trial N")
+        # a recheck over new seeds outranks one lucky run: its winner, when there is one
+        winner = rechecked_winner({r["number"]: r["recheck"] for r in done if r.get("recheck")})
+        if winner is not None:
+            return {**next(r for r in done if r["number"] == winner), "picked_by": "recheck"}
         return done[0]
     record = next((r for r in records if r["number"] == number), None)
     if record is None:
@@ -100,17 +170,24 @@ def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10
     """Everything `show`, `tune --json` and the report print: one source of truth."""
     trials = study.get_trials(deepcopy=False)
     states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
-    records = [trial_record(t) for t in trials]
-    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: r["value"])
-    meta = study.user_attrs.get(ATTR, {})
+    attrs = study.user_attrs
+    meta = attrs.get(ATTR, {})
+    found = rechecks(attrs)
+    records = [trial_record(t, meta) for t in trials]
+    for r in records:
+        r["recheck"] = found.get(r["number"])
+    complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
+    mark_noise(complete)
     max_epochs = meta.get("space", {}).get("epochs", 0)
     used = sum(r["epochs"] or 0 for r in records)
     saved = sum(max(0, max_epochs - (r["epochs"] or 0)) for r in records if r["state"] == "PRUNED")
     best = None
     if complete:
-        b = complete[0]
-        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "best_epoch", "epochs",
-                               "batch_size_used", "config")}
+        b = pick_trial(complete, study.study_name)  # the rechecked winner, when a recheck named one
+        best = {k: b[k] for k in ("number", "value", "params", "train_error", "dev_error", "dev_error_se",
+                               "train_error_se", "best_epoch", "epochs", "batch_size_used", "config")}
+        best["picked_by"] = b.get("picked_by", "dev error")
+        best["rechecked"] = {k: v for k, v in b["recheck"].items() if k != "seeds"} if b.get("recheck") else None
     return {
         "study": study.study_name,
         "storage": store.mask_url(storage_url) if storage_url else None,
@@ -138,6 +215,11 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
             "seconds", "importances", "importance_method")
     out = {k: summary[k] for k in keys if k in summary}
     out["leaderboard"] = [{k: v for k, v in r.items() if k not in ("curve", "config")} for r in summary["leaderboard"]]
+    for r in out["leaderboard"]:  # the seeds' summary, not their every field
+        if r.get("recheck"):
+            r["recheck"] = {**{k: v for k, v in r["recheck"].items() if k != "seeds"},
+                            "dev_errors": [s.get("dev_error") for s in r["recheck"]["seeds"]],
+                            "seeds": [s.get("seed") for s in r["recheck"]["seeds"]]}
     return out
 
 

@@ -98,6 +98,8 @@ class History:
     input_shape: tuple[int, ...] = ()
     out_dim: int = 1
     batch_size_used: int = 0  # the mini-batch actually used: the training split's size when the batch covers it
+    dev_error_se: float | None = None  # the standard error of dev_error (noise.py: binomial, or bootstrapped RMSE)
+    train_error_se: float | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -110,6 +112,8 @@ class History:
             "status": self.status,
             "train_error": clean(self.train_error),
             "dev_error": clean(self.dev_error),
+            "dev_error_se": clean(self.dev_error_se),
+            "train_error_se": clean(self.train_error_se),
             "best_epoch": self.best_epoch,
             "epochs": self.epochs_run,
             "batch_size_used": self.batch_size_used,
@@ -149,6 +153,9 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(out.squeeze(1), y)  # linear output + MSE
 
 
+loss_of = _loss  # the training loss of a task's outputs: public for the learning-rate range test (lrfind.py)
+
+
 def _wrong(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per batch: the number misclassified, or the sum of squared errors for regression."""
     if task == "multiclass":
@@ -179,6 +186,24 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_sc
     loss, w = torch.stack([loss_sum, wrong.to(loss_sum.dtype)]).tolist()
     n = max(1, len(x))
     return {"loss": loss / n, "error": _error(task, w, n, y_scale)}
+
+
+@torch.inference_mode()
+def error_se(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_scale: float = 1.0,
+             error: float | None = None, device: torch.device | None = None) -> float | None:
+    """The standard error of `model`'s error on (x, y): binomial for classification (from `error`, or
+    measured), the RMSE's bootstrapped over the examples for regression (noise.py)."""
+    from tunectl import noise
+
+    if task != "regression":
+        if error is None:
+            error = evaluate(model, x, y, task, y_scale, device)["error"]
+        return noise.binomial_se(error, len(x))
+    device = device or next(model.parameters()).device
+    model.eval()
+    sq = [((model(x[i:i + EVAL_BATCH].to(device)).squeeze(1) - y[i:i + EVAL_BATCH].to(device)) ** 2).cpu()
+          for i in range(0, len(x), EVAL_BATCH)]
+    return noise.bootstrap_rmse_se(torch.cat(sq).double().numpy(), y_scale) if sq else None
 
 
 def batch_size_for(cfg: TrainConfig, n_train: int) -> int:
@@ -296,4 +321,6 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
         # train error of the kept weights on the whole training split, without dropout:
         # the number that bias/variance analysis compares with dev error
         hist.train_error = evaluate(model, x, y, task, y_scale, device)["error"]
+        hist.dev_error_se = error_se(model, x_dev, y_dev, task, y_scale, best_dev, device)
+        hist.train_error_se = error_se(model, x, y, task, y_scale, hist.train_error, device)
     return hist

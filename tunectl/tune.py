@@ -33,6 +33,7 @@ PRUNERS = ("hyperband", "halving", "median", "none")
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 MAX_HEARTBEAT = 3600
 KEEP_CHECKPOINTS = 3
+WARM_TOP = 3  # --warm-from: the other study's best few trials, not its whole history
 
 
 @dataclass
@@ -53,6 +54,10 @@ class TuneSettings:
     base: dict[str, Any] = field(default_factory=dict)  # TrainConfig values under the space (model, init_from)
     device: str | None = None
     artifacts: str | None = None  # checkpoints' folder (Optuna artifact store); None: <study folder>/artifacts
+    defaults_first: bool = True  # a new study's first trial: the textbook defaults (warmstart.defaults)
+    enqueue: list[str] = field(default_factory=list)  # params files tried first (--enqueue FILE, repeatable)
+    warm_from: str | None = None  # another study whose best trials are tried first (--warm-from STUDY)
+    warm_top: int = WARM_TOP  # how many of them
 
     @property
     def storage_url(self) -> str:
@@ -153,6 +158,13 @@ def check_settings(settings: TuneSettings) -> None:
     if not 0 <= settings.heartbeat <= MAX_HEARTBEAT:
         raise TunectlError(f"--heartbeat {settings.heartbeat}: give seconds between 1 and {MAX_HEARTBEAT} "
                            f"(0 turns heartbeats off)")
+    if not 1 <= settings.warm_top <= 1000:
+        raise TunectlError(f"--warm-top {settings.warm_top}: give between 1 and 1000 trials")
+    if (settings.enqueue or settings.warm_from) and settings.sampler == "grid":
+        raise TunectlError("--enqueue/--warm-from with --sampler grid: the grid visits every point anyway; "
+                           "drop them or use another sampler")
+    if settings.warm_from is not None and settings.warm_from == settings.study:
+        raise TunectlError(f"--warm-from {settings.warm_from}: is this study itself; name another study")
     if settings.keep < 0:
         raise TunectlError(f"keep {settings.keep}: must be 0 or more")
     if settings.artifacts and Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
@@ -197,6 +209,7 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     }
     if settings.artifacts:  # workers that join without --artifacts use the study's shared folder
         record["artifacts"] = str(Path(settings.artifacts).resolve())
+    starts = planned_starts(settings)  # files read, the other study opened: refused before anything is written
     # everything is valid: from here on files are written. A refusal from here on (another
     # study owns the folder, the study exists with other settings) removes nothing, because
     # what is there may belong to another process; only what this process made is undone.
@@ -207,6 +220,7 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
         studies.claim_folder(folder, settings.study)
         storage = store.open_storage(settings.storage_url, settings.heartbeat)
         study, created = _create_or_join(settings, storage, record, note)
+        enqueue_starts(study, settings, starts, created, note)
         if created:
             from tunectl.space import dump_space
 
@@ -222,6 +236,37 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
             shutil.rmtree(folder, ignore_errors=True)
         raise
     return study, splits
+
+
+def planned_starts(settings: TuneSettings) -> list[Any]:
+    """The trials to try first, checked: --enqueue files, then --warm-from's best trials (the textbook
+    defaults are added by enqueue_starts, on a new study only)."""
+    from tunectl import warmstart
+
+    starts = [warmstart.from_file(settings.space, path) for path in settings.enqueue]
+    if settings.warm_from is not None:
+        studies.check_name(settings.warm_from)
+        try:
+            other = results.open_study(settings.warm_from, settings.storage, settings.root)
+        except StudyError as e:
+            raise StudyError(f"--warm-from {settings.warm_from}: {e}") from None
+        records = results.trial_records(other)
+        starts += warmstart.from_study(settings.space, settings.warm_from, records, settings.warm_top)
+    return starts
+
+
+def enqueue_starts(study: optuna.Study, settings: TuneSettings, starts: list[Any], created: bool,
+                   note: Callable[[str], None]) -> None:
+    """Optuna's enqueue_trial, in order: the defaults (a new study, not with --no-defaults-first or a
+    grid), then the files and the other study's trials; each records where it came from and why."""
+    from tunectl import warmstart
+
+    first = warmstart.defaults(settings.space) if created and settings.defaults_first and settings.sampler != "grid" \
+        else None
+    for start in [s for s in (first, *starts) if s is not None]:
+        study.enqueue_trial(start.params, user_attrs=start.user_attrs, skip_if_exists=True)
+    if starts and not created:
+        note(f"study '{settings.study}': {len(starts)} enqueued trial{'s' * (len(starts) > 1)} run next")
 
 
 def _create_or_join(settings: TuneSettings, storage, record: dict[str, Any],
