@@ -175,16 +175,21 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
         if verdicts:
             row.append(verdicts.get(r["number"], "-"))
         rows.append([*row, _params_text(r["params"])])
-    heads = ["#", "trial", "dev error", "noise", *(["new seeds"] if rechecked else []), "train error", "epochs",
-             *(["diagnosis"] if verdicts else []), "params"]
+    near = any(r.get("within_noise") for r in board)  # the "noise" column only when a trial is ≈ best
+    if not near:
+        for row in rows:
+            del row[3]
+    heads = ["#", "trial", "dev error", *(["noise"] if near else []), *(["new seeds"] if rechecked else []),
+             "train error", "epochs", *(["diagnosis"] if verdicts else []), "params"]
     # the parameters wrap between two `name=value,` items, never inside one: where the terminal is
     # too narrow for that, the two-word headers take two lines first (rich would fold a value)
     widths = [max(len(h), *(len(row[c]) for row in rows)) for c, h in enumerate(heads[:-1])]
     longest = max(len(item) for row in rows for item in row[-1].split(" "))
     if sum(widths) + longest + 3 * len(heads) + 1 > console.width:
         heads = [h.replace(" ", "\n") for h in heads]
-    for h in heads:
+    for h in heads[:-1]:
         t.add_column(h, overflow="fold")
+    t.add_column(heads[-1], overflow="fold", min_width=longest)  # the other columns give way first
     for row in rows:
         t.add_row(*row)
     console.print(t)
