@@ -34,6 +34,7 @@ class Chosen:
     meta: dict[str, Any]  # the study's 'tunectl' record: data, manifest, space, ...
     record: dict[str, Any]  # tune.trial_record of the chosen trial
     kept: list[int]  # complete trials whose checkpoint file is on disk, best first
+    optuna_study: Any = None  # the optuna.Study: where test looks are recorded too
 
     @property
     def checkpoint(self) -> Path | None:
@@ -44,18 +45,18 @@ class Chosen:
 
 def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT, storage: str | None = None) -> Chosen:
     """The study's best complete trial, or trial `trial` (which must be complete)."""
-    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_record
+    from tunectl.results import ATTR, checkpoint_path, open_study, pick_trial, trial_records
 
     st = open_study(study, storage, root)
     meta = st.user_attrs.get(ATTR)
     if not meta:
         raise StudyError(f"study '{study}' was not made by tunectl; evaluate a study from `tunectl studies`")
     folder = studies.study_dir(study, Path(root))
-    records = [trial_record(t) for t in st.get_trials(deepcopy=False)]
+    records = trial_records(st, folder)
     record = pick_trial(records, study, trial, complete=True)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
-    return Chosen(study, folder, meta, record, kept)
+    return Chosen(study, folder, meta, record, kept, st)
 
 
 def _check_not_deleted(c: Chosen, fix: str) -> None:
@@ -128,7 +129,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     path = c.folder / studies.EVALUATIONS
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
             "dev_error": dev_error, "train_error": train_error}
-    looks = studies.append_evaluation(c.folder, look)
+    looks = record_look(c, look)
     evaluated_before = bool(looks)
     return {
         "study": study,
@@ -148,6 +149,24 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "model": str(model_path),
         "record": str(path),
     }
+
+
+def record_look(c: Chosen, look: dict[str, Any]) -> list[dict[str, Any]]:
+    """Record one look at the test set in the study (so that every machine on a shared storage, and
+    optuna-dashboard, sees it) and in the study folder's evaluations.json (a readable copy); return
+    the other looks. Each look is its own study attribute, so two machines evaluating at once both
+    count, and each is told about the other: the record is written first, then read back."""
+    import os
+    import socket
+
+    look = {**look, "id": f"{look['time']} {socket.gethostname()}:{os.getpid()}"}
+    local = studies.append_evaluation(c.folder, look)  # under this machine's lock
+    if c.optuna_study is None:
+        return local
+    from tunectl.results import LOOK_PREFIX, test_looks
+
+    c.optuna_study.set_user_attr(f"{LOOK_PREFIX}{look['id']}", look)
+    return [v for v in test_looks(c.optuna_study, c.folder) if v.get("id") != look["id"]]
 
 
 def _refit(c: Chosen, splits, device):
