@@ -147,11 +147,10 @@ def test_workers_share_one_study_and_retry_a_killed_workers_trial(pg_url, tmp_pa
 
 
 def trial_attrs(url: str, name: str) -> list[dict]:
-    """trial_record + the worker that ran each trial, in trial-number order."""
-    from tunectl.results import open_study, trial_record
+    """trial_records: each trial with the worker that ran it, in trial-number order."""
+    from tunectl.results import open_study, trial_records
 
-    return [{**trial_record(t), "worker": t.user_attrs.get("worker")}
-            for t in sorted(open_study(name, url).get_trials(deepcopy=False), key=lambda t: t.number)]
+    return trial_records(open_study(name, url))  # each record names its worker
 
 
 @pytest.fixture(scope="module")

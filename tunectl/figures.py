@@ -22,8 +22,9 @@ FONT = {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 12
 
 def _tidy(fig: go.Figure, height: int, log_y: bool = False, **layout: Any) -> go.Figure:
     """One look for every figure: white, compact margins, a log error axis when errors span decades."""
-    fig.update_layout(template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 40, "b": 50},
-                      font=FONT, **layout)
+    # the page's width, not Optuna's fixed one (its slice plot asks 300 px a parameter)
+    fig.update_layout(template="plotly_white", height=height, width=None, autosize=True,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 50}, font=FONT, **layout)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
@@ -130,7 +131,7 @@ def curves(board: list[dict[str, Any]], unit: str) -> go.Figure | None:
         return None
     cols = min(2, len(top))
     rows = -(-len(top) // cols)
-    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, subplot_titles=[
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes="all", subplot_titles=[
         f"#{i}: trial {r['number']}, dev {r['dev_error']:.4g}" for i, r in enumerate(top, 1)])
     for i, r in enumerate(top):
         row, col = i // cols + 1, i % cols + 1
