@@ -391,7 +391,9 @@ def render(g: dict[str, Any], static: bool = False) -> str:
         script = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     mode = "static figures" if static else "interactive figures: hover for values, drag to zoom, double-click to reset"
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>tunectl report: {e(s['study'])}</title><style>{CSS}</style>{script}</head>"
+            f"<title>tunectl report: {e(s['study'])}</title>"
+            # an empty icon: browsers would otherwise ask for /favicon.ico, a failed request
+            f'<link rel="icon" href="data:,"><style>{CSS}</style>{script}</head>'
             f"<body><main><h1>Study {e(s['study'])}</h1>"
             f'<p class="sub">tunectl morning report, written {e(stamp)}; errors are {e(unit)}s on the dev split '
             f"unless marked test; {e(mode)}.</p>{''.join(parts)}</main></body></html>\n")
