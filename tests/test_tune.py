@@ -307,9 +307,9 @@ def test_a_diverging_trial_is_pruned_as_diverged(ws):
         "low: 1.0e-3, high: 1.0e-1", "low: 1.0e+6, high: 1.0e+7"))
     doc = ok_json(tune("--space", "div.yaml", "--trials", "2", "--epochs", "5"))
     assert doc["states"]["PRUNED"] == 2 and doc["states"]["FAIL"] == 0 and doc["best"] is None
-    for t in trials_of("digits-div"):
-        curve = t.user_attrs["curve"]
-        assert t.user_attrs["reason"] == "diverged" and t.user_attrs["epochs_run"] == len(curve)
+    for r in records_of("digits-div").values():
+        curve = r["curve"]
+        assert r["reason"] == "diverged" and r["epochs"] == len(curve)
         assert curve[-1]["dev_error"] is None and curve[-1]["train_loss"] is None  # NaN is stored as null
         assert len(curve) < 5  # stopped at the NaN, not run to the end
 

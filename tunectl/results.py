@@ -80,7 +80,8 @@ def trial_record(t: FrozenTrial, ctx: dict[str, Any] | None = None, folder: str 
     meta = ctx["meta"]
     params = u["params"] if "params" in u else _params_of(t, meta)
     curve = u["curve"] if "curve" in u else _curve_of(t, folder, ctx["n_train"])
-    config = u["config"] if "config" in u else _config_of(params, meta)
+    # no config before the trial has chosen its params (a trial Optuna just made, or one killed then)
+    config = u["config"] if "config" in u else _config_of(params, meta) if t.params else None
     reported = [v for v in t.intermediate_values.values() if v is not None and math.isfinite(v)]
     dev = u["dev_error"] if "dev_error" in u else t.value if t.state == TrialState.COMPLETE else (
         min(reported) if reported else None)
