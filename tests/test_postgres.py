@@ -311,4 +311,8 @@ def test_the_cluster_examples_run_three_workers_on_one_study(pg_url, tmp_path, k
     assert all(r["command"].startswith("tunectl tune --space") for r in ran)
     assert pg_url.split("@")[0].split(":")[-1] not in json.dumps(ran)  # no password in what was recorded
     kept = [r for r in records if r["checkpoint"]]
-    assert len(kept) == 3 and all(Path(r["checkpoint"]).parent == (tmp_path / "shared").resolve() for r in kept)
+    best3 = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))[:3]
+    # the best three always keep theirs; trials finishing at once on three workers may leave one more each
+    assert {r["number"] for r in best3} <= {r["number"] for r in kept} and len(kept) <= 3 + 2
+    assert all(Path(r["checkpoint"]).parent == (tmp_path / "shared").resolve() for r in kept)
+    assert all(Path(r["checkpoint"]).is_file() for r in kept)  # every listed checkpoint is there

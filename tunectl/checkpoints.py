@@ -75,7 +75,8 @@ def keep_best(storage, study_name: str, number: int, value: float, done: list[tu
               store, save, ref_of, legacy: dict[int, str] | None = None) -> dict[str, Any] | None:
     """Keep trial `number`'s weights if it is among the best `n_keep` complete trials (`done`: (value,
     number) of the others), and drop every listed checkpoint that is not. `save(path)` writes the
-    model.pt. Whichever worker finishes a better trial drops the superseded files. `legacy`: trial
+    model.pt. Whichever worker finishes a better trial drops the superseded files; trials finishing at
+    once on several workers may leave one more than `n_keep` for a while (the next trial drops it). `legacy`: trial
     number -> artifact id of checkpoints an older study recorded in the trial itself (their
     listing cannot be changed; their superseded files are still removed)."""
     from optuna.artifacts.exceptions import ArtifactNotFound
@@ -90,8 +91,11 @@ def keep_best(storage, study_name: str, number: int, value: float, done: list[tu
             path = Path(tmp) / "model.pt"
             save(path)
             record = keep(storage, study_name, number, store, path, ref_of)
+    finished = {n for _, n in done}
     for n, listed in kept(storage, study_name).items():
-        if n not in best:
+        # only a complete trial's checkpoint is dropped: another worker's trial that is finishing now is
+        # listed but not complete yet (not in `done`), and its own worker ranks it
+        if n in finished and n not in best:
             drop(storage, study_name, listed["key"], store, listed["artifact"])
     for n, artifact in (legacy or {}).items():
         if n not in best:

@@ -367,8 +367,11 @@ def render(g: dict[str, Any], static: bool = False) -> str:
             draw = (lambda f=f: _img(f["png"](), f["title"]))
         else:
             draw = (lambda f=f: _plotly_div(f["fig"](), f["sid"]))
-        sections.append(_figure(f["sid"], f["title"], f["why"], draw if f["ok"] else None, f["missing"],
-                                f.get("after", "")))
+        try:
+            sections.append(_figure(f["sid"], f["title"], f["why"], draw if f["ok"] else None, f["missing"],
+                                    f.get("after", "")))
+        except (ValueError, RuntimeError, TypeError) as err:  # one figure Optuna cannot draw: the rest still render
+            sections.append(_section(f["sid"], f["title"], _note(f"This figure could not be drawn: {err}")))
     if static:
         bar = lambda t, d, h: _img(pngs.diagnosis_png(t, d, h, unit), "bias and variance")  # noqa: E731
     else:
