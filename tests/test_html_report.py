@@ -333,6 +333,13 @@ def test_optuna_dashboard_reads_the_study(study):
     assert detail["objective_names"] == ["dev error"]  # not "Objective 0"
 
 
+@pytest.mark.parametrize("port", ["0", "99999", "http"])
+def test_a_port_that_cannot_be_is_one_line(tmp_path, port):
+    result = invoke("dashboard", "any", "--root", tmp_path, "--port", port)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "--port" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_dashboard_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import optuna_dashboard -> ImportError
     result = invoke("dashboard", "any", "--root", tmp_path)

@@ -438,7 +438,7 @@ def report(
 @app.command(cls=FlagCommand)
 def dashboard(
     study: StudyArg,
-    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8080,
     host: Annotated[str, typer.Option("--host", help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
