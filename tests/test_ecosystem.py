@@ -91,14 +91,16 @@ def test_a_look_at_the_test_set_is_seen_from_another_machine(shared):
     assert second["test_error"] == first["test_error"]  # the same kept checkpoint, from the shared folder
     from tunectl.results import LOOK_PREFIX, test_looks
 
+    third = ok_json(invoke(*args, cwd=shared["a"]))  # one process, often the same second: still its own look
+    assert third["evaluated_before"] is True and third["evaluations"] == 3
     st = study(shared)
     recorded = [v for k, v in st.user_attrs.items() if k.startswith(LOOK_PREFIX)]
-    assert len(recorded) == 2 and {v["test_error"] for v in recorded} == {first["test_error"]}
-    # each machine's readable copy holds its own look; the study holds both
-    for machine in ("a", "b"):
+    assert len(recorded) == 3 and {v["test_error"] for v in recorded} == {first["test_error"]}
+    # each machine's readable copy holds its own looks; the study holds all of them
+    for machine, n in (("a", 2), ("b", 1)):
         local = json.loads((shared[machine] / "studies" / "mlp" / "evaluations.json").read_text())
-        assert len(local) == 1
-    assert len(test_looks(st, shared["a"] / "studies" / "mlp")) == 2
+        assert len(local) == n
+    assert len(test_looks(st, shared["a"] / "studies" / "mlp")) == 3
 
 
 def chromium() -> str:

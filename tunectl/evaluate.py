@@ -159,7 +159,10 @@ def record_look(c: Chosen, look: dict[str, Any]) -> list[dict[str, Any]]:
     import os
     import socket
 
-    look = {**look, "id": f"{look['time']} {socket.gethostname()}:{os.getpid()}"}
+    import uuid
+
+    # unique even for two looks in one second from one process (a script evaluating two trials)
+    look = {**look, "id": f"{look['time']} {socket.gethostname()}:{os.getpid()} {uuid.uuid4().hex[:8]}"}
     local = studies.append_evaluation(c.folder, look)  # under this machine's lock
     if c.optuna_study is None:
         return local

@@ -162,7 +162,7 @@ def runs(study: optuna.Study) -> list[dict[str, Any]]:
     return sorted(found, key=lambda v: (str(v.get("time")), str(v.get("host")), str(v.get("pid"))))
 
 
-LOOK_PREFIX = "test look "  # study user attributes, one per look at the test set: "test look <time> <host>:<pid>"
+LOOK_PREFIX = "test look "  # study user attributes, one per look at the test set: "test look <time> <host>:<pid> <id>"
 
 
 def test_looks(study: optuna.Study | None, folder: str | Path) -> list[dict[str, Any]]:
