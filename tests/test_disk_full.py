@@ -70,11 +70,11 @@ def test_disk_full_saving_a_runs_model_leaves_no_run_folder(ws, full_torch_save)
 
 
 def test_disk_full_saving_every_trials_checkpoint_fails_the_trials_and_keeps_none(ws, full_torch_save):
-    from tunectl.results import open_study, trial_record
+    from tunectl.results import open_study, trial_records
 
     result = invoke(*TUNE, "--trials", "2")
     assert_error_line(result, 1, ENOSPC)  # ten failures in a row stop the study, with the last reason
-    records = [trial_record(t) for t in open_study("iris-space", None, "studies").trials]
+    records = trial_records(open_study("iris-space", None, "studies"))
     assert records and all(r["state"] == "FAIL" and "[Errno 28]" in r["reason"] for r in records)
     assert all(r["checkpoint"] is None for r in records)
     folder = ws / "studies" / "iris-space"
@@ -98,11 +98,11 @@ def full_artifact_store(monkeypatch):
 
 
 def test_disk_full_in_the_artifact_store_fails_the_trials_and_no_trial_points_at_a_cut_file(ws, full_artifact_store):
-    from tunectl.results import checkpoint_path, open_study, trial_record
+    from tunectl.results import checkpoint_path, open_study, trial_records
 
     result = invoke(*TUNE, "--trials", "2")
     assert_error_line(result, 1, ENOSPC)
-    records = [trial_record(t) for t in open_study("iris-space", None, "studies").trials]
+    records = trial_records(open_study("iris-space", None, "studies"))
     assert records and all(r["state"] == "FAIL" for r in records)
     assert all(checkpoint_path(ws / "studies" / "iris-space", r) is None for r in records)
 

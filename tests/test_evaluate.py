@@ -15,7 +15,7 @@ from conftest import invoke, ok_json, Planted
 from tunectl.data import DataSettings, load_splits
 from tunectl.models import load_checkpoint, model_from_checkpoint
 from tunectl.train import evaluate
-from tunectl.results import checkpoint_path, open_study, trial_record
+from tunectl.results import checkpoint_path, open_study, trial_records
 
 SPACE = """
 model: mlp
@@ -48,7 +48,7 @@ def root(study_root, tmp_path) -> Path:
 
 
 def records(root: Path) -> list[dict]:
-    return sorted((trial_record(t) for t in open_study("s", None, root).get_trials()), key=lambda r: r["number"])
+    return sorted(trial_records(open_study("s", None, root)), key=lambda r: r["number"])
 
 
 def ranked(root: Path) -> list[dict]:

@@ -254,13 +254,13 @@ def test_bad_input_one_line_exit_2_nothing_written(workspace, args, message):
 
 def test_a_batch_larger_than_the_data_is_the_full_batch(workspace):
     """The default batch of 64 on 24 training examples: batch gradient descent, recorded, not refused."""
-    from tunectl.results import open_study
+    from tunectl.results import open_study, trial_records
 
     result = invoke(*TUNE, "--space", "nobatch.yaml", "--dataset", "npz:small.npz", "--study", "full", "--json")
     assert result.exit_code == 0, (result.stdout, result.stderr)
-    (trial,) = open_study("full", root="studies").get_trials(deepcopy=False)
-    assert trial.state.name == "COMPLETE" and trial.user_attrs["config"]["batch_size"] == 64
-    assert trial.user_attrs["batch_size_used"] == 24  # the whole training split
+    (trial,) = trial_records(open_study("full", root="studies"))
+    assert trial["state"] == "COMPLETE" and trial["config"]["batch_size"] == 64
+    assert trial["batch_size_used"] == 24  # the whole training split
     assert json.loads(result.stdout)["leaderboard"][0]["batch_size_used"] == 24
 
 
@@ -324,14 +324,14 @@ def test_disk_full_while_creating_a_study_leaves_no_study(workspace, monkeypatch
 
 def test_disk_full_during_a_trial_fails_it_and_leaves_no_partial_file(workspace, monkeypatch):
     """The study 's' resumes; its next trial cannot write its curve: recorded as failed, nothing half-written."""
-    from tunectl.results import open_study, trial_record
+    from tunectl.results import open_study, trial_records
 
     with monkeypatch.context() as mp:
         _fill_disk_after(mp, 0)
         result = invoke(*TUNE, *STUDY, "--trials", "2", "--timeout", "60s", "--json")
     # ten trials in a row fail: the study stops and says so (a runtime failure: exit 1), with the reason of the last
     assert_one_line(result, 1, "No space left on device")
-    records = [trial_record(t) for t in open_study("s", None, "studies").trials]
+    records = trial_records(open_study("s", None, "studies"))
     assert records[0]["state"] == "COMPLETE"  # the trial from before is intact
     failed = [r for r in records if r["state"] == "FAIL"]
     assert failed and all("No space left on device" in r["reason"] for r in failed)
@@ -354,7 +354,7 @@ def test_after_a_killed_worker_no_trial_is_running_the_best_holds_and_plain_optu
     from tunectl import storage as store
     from tunectl import studies
     from tunectl.space import load_space, suggest
-    from tunectl.results import open_study, trial_record
+    from tunectl.results import open_study, trial_records
 
     url = studies.default_storage_url("s", Path("studies"))
     best_before = open_study("s", None, "studies").best_value
@@ -371,7 +371,7 @@ def test_after_a_killed_worker_no_trial_is_running_the_best_holds_and_plain_optu
     assert result.exit_code == 0, (result.stderr, result.exception)
     doc = json.loads(result.stdout)
     assert doc["states"]["RUNNING"] == 0 and doc["best"]["value"] <= best_before, (doc["states"], result.stderr)
-    records = {r["number"]: r for r in map(trial_record, open_study("s", None, "studies").trials)}
+    records = {r["number"]: r for r in trial_records(open_study("s", None, "studies"))}
     assert records[dead.number]["state"] == "FAIL" and records[dead.number]["reason"] == "worker died"
     retry = [r for r in records.values() if r["retry_of"] == dead.number]
     assert len(retry) == 1 and retry[0]["state"] == "COMPLETE"
@@ -389,7 +389,7 @@ def test_a_trial_out_of_memory_is_recorded_and_the_study_goes_on(workspace, monk
     import torch
 
     from tunectl import train
-    from tunectl.results import open_study, trial_record
+    from tunectl.results import open_study, trial_records
 
     exc = torch.OutOfMemoryError if error.startswith("torch") else MemoryError
     real_fit, calls = train.fit, {"n": 0}
@@ -405,7 +405,7 @@ def test_a_trial_out_of_memory_is_recorded_and_the_study_goes_on(workspace, monk
     assert result.exit_code == 0, (result.stderr, result.exception)
     doc = json.loads(result.stdout)
     assert doc["states"]["FAIL"] == 1 and doc["states"]["COMPLETE"] == 2  # the study went on
-    failed = [trial_record(t) for t in open_study("s", None, "studies").trials if t.state.name == "FAIL"]
+    failed = [r for r in trial_records(open_study("s", None, "studies")) if r["state"] == "FAIL"]
     assert failed[0]["reason"] == f"failed: {exc.__name__}: CUDA out of memory. Tried to allocate 20.00 GiB"
 
 
@@ -416,7 +416,7 @@ def test_a_checkpoint_cut_short_in_the_artifact_store_is_never_used(workspace, m
     import shutil
 
     from tunectl.models import load_checkpoint
-    from tunectl.results import checkpoint_path, open_study, trial_record
+    from tunectl.results import checkpoint_path, open_study, trial_records
 
     real, calls = shutil.copyfileobj, {"n": 0}
 
@@ -431,7 +431,7 @@ def test_a_checkpoint_cut_short_in_the_artifact_store_is_never_used(workspace, m
     monkeypatch.setattr(shutil, "copyfileobj", copyfileobj)
     result = invoke(*TUNE, *STUDY, "--trials", "2", "--json")
     assert result.exit_code == 0, (result.stderr, result.exception)
-    records = [trial_record(t) for t in open_study("s", None, "studies").trials]
+    records = trial_records(open_study("s", None, "studies"))
     assert [r["state"] for r in records] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert records[1]["reason"].startswith("failed: OSError: [Errno 28]") and records[1]["checkpoint"] is None
     folder = workspace / "studies" / "s"

@@ -195,9 +195,9 @@ def test_bad_input_one_line_exit_2_nothing_written(workspace, args, message):
 
 
 def test_a_deleted_checkpoint_is_named_not_called_unkept(workspace):
-    from tunectl.results import open_study, trial_record
+    from tunectl.results import open_study, trial_records
 
-    record = trial_record(open_study("s", None, "studies").trials[0])
+    record = trial_records(open_study("s", None, "studies"))[0]
     (workspace / "studies" / "s" / record["checkpoint"]).unlink()
     before = snapshot(workspace)
     line = assert_one_line(invoke("evaluate", "s"), "its checkpoint ")

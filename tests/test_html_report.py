@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -39,8 +40,8 @@ params:
   optimizer:  {type: categorical, choices: [adam, momentum]}
   beta:       {type: float, low: 0.8, high: 0.99, when: {optimizer: [momentum]}}
 """
-FIGURES = ("history", "intermediate", "importances", "slice", "curves", "diagnosis")
-SECTIONS = ("glance", "leaderboard", "best", *FIGURES, "evaluations")
+FIGURES = ("history", "intermediate", "importances", "slice", "parallel", "contour", "timeline", "curves", "diagnosis")
+SECTIONS = ("glance", "leaderboard", "best", *FIGURES, "evaluations", "environment")
 FAIL_REASON = "failed: RuntimeError: <script>alert(1)</script> out of memory"
 LOOKS = [{"time": "2026-01-01 09:00:00", "trial": 0, "refit": False, "test_error": 0.0417, "dev_error": 0.05,
           "train_error": 0.03},
@@ -69,9 +70,11 @@ class Page(HTMLParser):
         a = dict(attrs)
         if tag == "section":
             self.current = a["id"]
-            self.sections[self.current] = {"text": "", "images": []}
+            self.sections[self.current] = {"text": "", "images": [], "plots": []}
         elif tag == "img" and self.current:
             self.sections[self.current]["images"].append(a["src"])
+        elif tag == "div" and self.current and str(a.get("id", "")).startswith("fig-"):
+            self.sections[self.current]["plots"].append(a["id"])
         elif tag == "p" and a.get("class") in ("note", "warn"):
             self._in_note = True
             self.notes.append("")
@@ -119,24 +122,30 @@ def study(tmp_path_factory):
             distributions={"width": IntDistribution(8, 32, log=True)}, user_attrs={"reason": FAIL_REASON}))
         (root / "night" / "evaluations.json").write_text(json.dumps(LOOKS))
         reported = ok(invoke("report", "night", "--root", root))
+        ok(invoke("report", "night", "--root", root, "--static", "--out", tmp / "static.html"))
     path = root / "night" / "report.html"  # the default place
     return {"root": root, "tmp": tmp, "tuned": tuned, "stdout": reported.stdout, "html": path.read_text(),
-            "path": path}
+            "path": path, "static": (tmp / "static.html").read_text()}
 
 
 @pytest.mark.slow
 def test_report_has_every_section_and_figure(study):
+    """Interactive by default: each figure a plotly div, plotly.js inlined once, nothing fetched."""
+    from plotly.offline import get_plotlyjs
+
     assert str(study["path"]) in study["stdout"]
     text = study["html"]
     page = Page(text)
     assert list(page.sections) == list(SECTIONS)
     for sid in FIGURES:
-        images = page.sections[sid]["images"]
-        assert len(images) == 1, sid
-        data = png_bytes(images[0])
-        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, sid
-    # self-contained: nothing is fetched when the file is opened, and nothing runs
-    assert 'src="http' not in text and 'href="http' not in text and "<script" not in text
+        assert page.sections[sid]["plots"] == [f"fig-{sid}"], sid
+        assert not page.sections[sid]["images"], sid
+    # self-contained: plotly.js once, inline; nothing is fetched when the file is opened
+    js = get_plotlyjs()
+    assert text.count(js) == 1
+    page_only = text.replace(js, "")  # plotly.js itself names URLs it never fetches (links, docs)
+    assert 'src="http' not in page_only and 'href="http' not in page_only and "<script src" not in page_only
+    assert page_only.count("<script") == 1 + len(FIGURES)  # plotly.js, then one small call per figure
     states = study["tuned"]["states"]
     assert states["COMPLETE"] >= 5 and states["PRUNED"] >= 1
     glance = page.text("glance")
@@ -147,6 +156,80 @@ def test_report_has_every_section_and_figure(study):
     assert "verdict" in page.text("diagnosis") and "What to do next" in page.text("diagnosis")
     ev = page.text("evaluations")
     assert "evaluated 2 times" in ev and fmt(0.0417) in ev and fmt(0.0389) in ev
+
+
+@pytest.mark.slow
+def test_static_report_keeps_the_pngs_and_runs_nothing(study):
+    page = Page(study["static"])
+    assert list(page.sections) == list(SECTIONS)
+    for sid in FIGURES:
+        (image,) = page.sections[sid]["images"]
+        data = png_bytes(image)
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, sid
+        assert not page.sections[sid]["plots"]
+    assert "<script" not in study["static"] and 'src="http' not in study["static"]
+
+
+@pytest.mark.slow
+def test_the_figures_hold_every_trial(study):
+    """Read from the figure objects the page draws (html_report.figures_of), not from pixels."""
+    from tunectl import html_report
+    from tunectl.results import importances, open_study, trial_records
+
+    g = html_report.gather("night", None, study["root"])
+    figs = html_report.figures_of(g)
+    st = open_study("night", None, study["root"])
+    records = trial_records(st, study["root"] / "night")
+    complete = [r for r in records if r["state"] == "COMPLETE"]
+    # the timeline: every trial once, one lane per worker, its state as its colour
+    tl = figs["timeline"]
+    assert sorted(n for d in tl.data for n, _ in d.customdata) == [r["number"] for r in records]
+    assert {d.name for d in tl.data} == {"complete", "pruned", "fail"}
+    assert {y for d in tl.data for y in d.y} == {r["worker"] or "unknown" for r in records}
+    assert tl.layout.yaxis.title.text == "worker" and tl.layout.xaxis.type == "date"
+    # the contour: the two most important parameters, the complete trials as its dots
+    imp = importances(st)
+    top2 = sorted(imp, key=lambda k: -imp[k])[:2]
+    con = figs["contour"]
+    assert {con.layout.xaxis.title.text, con.layout.yaxis.title.text} == set(top2)
+    dots = [d for d in con.data if d.type == "scatter" and d.mode == "markers"]
+    assert sum(len(d.x) for d in dots) == sum(all(p in r["params"] for p in top2) for r in complete)
+    # parallel coordinates: one line a complete trial
+    par = figs["parallel"]
+    assert len([d for d in par.data if d.mode == "lines"]) == len(complete)
+    # the per-epoch plot names each trial in its legend
+    inter = figs["intermediate"]
+    assert inter.layout.showlegend and sorted(d.name for d in inter.data) == sorted(
+        f"trial {r['number']}" for r in records if r["state"] != "FAIL")
+
+
+@pytest.mark.slow
+def test_the_leaderboard_lists_pruned_trials_with_where_they_stopped(study):
+    from tunectl.results import open_study, trial_records
+
+    rows = Page(study["html"]).text("leaderboard")
+    pruned = [r for r in trial_records(open_study("night", None, study["root"]), study["root"] / "night")
+              if r["state"] == "PRUNED"]
+    assert pruned
+    for r in pruned:
+        assert f"pruned at epoch {r['epochs']}" == r["reason"] and r["reason"] in rows
+        assert fmt(r["dev_error"]) in rows
+
+
+@pytest.mark.slow
+def test_the_environment_names_versions_and_the_commands(study):
+    import platform
+
+    import optuna
+    import torch
+
+    import tunectl
+
+    env = Page(study["html"]).text("environment")
+    for v in (tunectl.__version__, platform.python_version(), torch.__version__, optuna.__version__, "cpu",
+              socket.gethostname()):
+        assert v in env, v
+    assert "1 run of tunectl tune" in env and "tunectl " in env
 
 
 @pytest.mark.slow
@@ -184,8 +267,9 @@ def test_report_of_a_single_trial_study(tmp_path, monkeypatch):
     assert any("single complete trial" in n for n in page.notes)
     assert "at least 5 complete trials" in page.text("importances")
     assert "at least 2 complete trials" in page.text("slice")
-    for sid in ("history", "curves", "diagnosis"):
-        assert png_bytes(page.sections[sid]["images"][0])
+    for sid in ("history", "curves", "diagnosis", "timeline"):
+        assert page.sections[sid]["plots"] == [f"fig-{sid}"]
+    assert "at least 2 complete trials" in page.text("parallel") and "at least 5" in page.text("contour")
 
 
 @pytest.mark.slow
@@ -243,8 +327,17 @@ def test_optuna_dashboard_reads_the_study(study):
     complete = [t for t in trials if t["state"] == "Complete"]
     assert all(t["params"] and len(t["intermediate_values"]) == 3 for t in complete)
     attrs = {a["key"] for a in complete[0]["user_attrs"]}
-    assert {"params", "config", "curve", "train_error", "dev_error", "reason"} <= attrs
+    # only what the trial does not hold already: no params, config or dev-error copies
+    assert attrs == {"train_error", "train_errors", "best_epoch", "reason", "worker"}, attrs
     assert detail["has_intermediate_values"] and detail["best_trials"]
+    assert detail["objective_names"] == ["dev error"]  # not "Objective 0"
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "http"])
+def test_a_port_that_cannot_be_is_one_line(tmp_path, port):
+    result = invoke("dashboard", "any", "--root", tmp_path, "--port", port)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "--port" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_dashboard_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
@@ -254,26 +347,62 @@ def test_dashboard_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
     assert "pip install 'tunectl[dashboard]'" in result.stderr
 
 
+def http_get(url: str) -> tuple[int, dict, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
 @pytest.mark.slow
-def test_dashboard_serves_the_study(study):
+def test_dashboard_serves_the_study_and_its_checkpoints(study):
+    """The real optuna-dashboard server (`tunectl dashboard`), over HTTP: the study's API, every
+    listed artifact downloads (200, the file's bytes), a dropped checkpoint is not listed."""
     pg.require_module("optuna_dashboard", DASHBOARD_MISSING)
+    from tunectl.results import open_study, trial_records
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "tunectl.cli", "dashboard", "night", "--root", str(study["root"]),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline, listed = time.time() + 90, None
         while time.time() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                with urllib.request.urlopen(f"{base}/api/studies", timeout=5) as r:
                     listed = json.loads(r.read())
                 break
             except OSError:
                 time.sleep(0.5)
         assert listed is not None, proc.stderr.read().decode() if proc.poll() is not None else "no answer"
-        assert [s["study_name"] for s in listed["study_summaries"]] == ["night"]
+        (summary,) = listed["study_summaries"]
+        assert summary["study_name"] == "night"
+        status, _, body = http_get(f"{base}/api/studies/{summary['study_id']}")
+        assert status == 200
+        detail = json.loads(body)
+        assert {t["state"] for t in detail["trials"]} >= {"Complete", "Pruned", "Fail"}
+        records = {r["number"]: r for r in trial_records(open_study("night", None, study["root"]),
+                                                         study["root"] / "night")}
+        kept = {n for n, r in records.items() if r["checkpoint"]}
+        assert len(kept) == 3 < sum(r["state"] == "COMPLETE" for r in records.values())  # some were dropped
+        downloads = 0
+        for t in detail["trials"]:
+            names = [a["filename"] for a in t["artifacts"]]
+            assert (t["number"] in kept) == bool(names), (t["number"], names)  # a dropped one is not listed
+            for a in t["artifacts"]:
+                status, headers, body = http_get(f"{base}/artifacts/{summary['study_id']}/{t['trial_id']}/"
+                                                 f"{a['artifact_id']}")
+                assert status == 200, (t["number"], a, status)
+                assert headers["Content-Type"] == "application/octet-stream"
+                assert body == (study["root"] / "night" / records[t["number"]]["checkpoint"]).read_bytes()
+                downloads += 1
+        assert downloads == 3
+        for a in detail["artifacts"]:  # study artifacts (none today): none may answer 4xx/5xx either
+            assert http_get(f"{base}/artifacts/{summary['study_id']}/{a['artifact_id']}")[0] == 200
     finally:
         proc.terminate()
         proc.wait(timeout=30)

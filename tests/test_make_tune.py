@@ -35,22 +35,6 @@ def make_tune_command() -> list[str]:
     return words[1:]
 
 
-def figure_facts(fig) -> list[dict]:
-    """What a matplotlib figure shows, axis by axis."""
-    out = []
-    for ax in fig.axes:
-        out.append({
-            "title": ax.get_title(), "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
-            "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "xscale": ax.get_xscale(),
-            "yscale": ax.get_yscale(), "visible": ax.get_visible(),
-            "lines": {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in ax.get_lines()},
-            "points": [c.get_offsets().tolist() for c in ax.collections if hasattr(c, "get_offsets")
-                       and type(c).__name__ == "PathCollection"],
-            "bars": [(p.get_x(), p.get_width()) for p in ax.patches],
-        })
-    return out
-
-
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     import tunectl.html_report as H
@@ -61,12 +45,12 @@ def made(tmp_path_factory):
     i = args.index("--trials")
     args[i + 1] = "3"
     args = [str(REPO / a) if a.endswith(".yaml") else a for a in args]  # the space, from the repository
-    out: dict = {"args": args, "figures": [], "seen": []}
-    real_png, real_build = H.png, T.build_model
+    out: dict = {"args": args, "figures": {}, "seen": []}
+    real_div, real_build = H._plotly_div, T.build_model
 
-    def capture(fig, *a, **kw):
-        out["figures"].append(figure_facts(fig))
-        return real_png(fig, *a, **kw)
+    def capture(fig, sid):
+        out["figures"][sid] = fig  # the plotly figure the page draws, before it becomes a div
+        return real_div(fig, sid)
 
     def counting_build(*a, **kw):
         """Count the examples each model is trained on (forward passes in training mode)."""
@@ -84,7 +68,7 @@ def made(tmp_path_factory):
         mp.setattr(T, "build_model", counting_build)
         out["refit"] = ok_json(invoke("evaluate", out["tune"]["study"], "--refit", "--device", "cpu", "--json"))
         mp.setattr(T, "build_model", real_build)
-        mp.setattr(H, "png", capture)
+        mp.setattr(H, "_plotly_div", capture)
         result = invoke("report", out["tune"]["study"])
         assert result.exit_code == 0, (result.stderr, result.exception)
     out["cwd"], out["root"] = tmp, tmp / "studies"
@@ -130,7 +114,7 @@ def test_make_tune_runs_its_own_space_on_digits(made):
     assert meta["manifest"]["sizes"] == {"train": 1079, "dev": 359, "test": 359}  # the README's split of digits
     for t in st.trials:  # each trial's configuration is inside the space, and ran at most its epochs
         assert set(t.params) <= set(space.params)
-        assert 1 <= len(t.user_attrs["curve"]) <= 12
+        assert 1 <= len(t.intermediate_values) <= 12
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -246,57 +230,61 @@ def test_glance_shows_every_row_the_readme_lists(made):
         assert re.search(rf"\b{param}\b", text), param
 
 
-def _figures(made, title: str) -> list[dict]:
-    found = [f for f in made["figures"] if any(title in (a["title"] + a["suptitle"]) for a in f)]
-    assert len(found) == 1, [[a["title"] or a["suptitle"] for a in f] for f in made["figures"]]
-    return found[0]
-
-
 @pytest.mark.slow
 def test_each_figure_plots_every_trial_on_the_right_axes(made):
-    from tunectl.results import open_study
+    """The report's plotly figures, read from the figure objects: every trial where it belongs."""
+    from tunectl.results import open_study, trial_records
 
     st = open_study("digits-quick", None, made["root"])
     complete = [t for t in st.trials if t.state.name == "COMPLETE"]
     stepped = [t for t in st.trials if t.intermediate_values]
+    figs = made["figures"]
+    drawn = {"history", "intermediate", "slice", "parallel", "timeline", "curves", "diagnosis"}
+    assert set(figs) == drawn | ({"importances", "contour"} if len(complete) >= 5 else set())
+    for sid in figs:  # each is drawn in the page, in its own div
+        assert f'id="fig-{sid}"' in made["html"]
 
-    (history,) = _figures(made, "Optimization History")
-    assert history["xlabel"] == "Trial" and history["ylabel"] == "dev error rate"
-    plotted = [p for pts in history["points"] for p in pts]
-    assert sorted(plotted) == sorted([[t.number, t.value] for t in complete])
+    history = figs["history"]
+    assert history.layout.xaxis.title.text == "Trial" and history.layout.yaxis.title.text == "dev error rate"
+    dots = history.data[0]
+    assert sorted(zip(dots.x, dots.y)) == sorted((t.number, t.value) for t in complete)
 
-    (inter,) = _figures(made, "Intermediate Values")
-    assert (inter["xlabel"], inter["ylabel"]) == ("epoch", "dev error rate")
-    assert {k: (x, y) for k, (x, y) in inter["lines"].items()} == {
-        f"Trial{t.number}": (sorted(t.intermediate_values), [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
+    inter = figs["intermediate"]
+    assert (inter.layout.xaxis.title.text, inter.layout.yaxis.title.text) == ("epoch", "dev error rate")
+    assert {d.name: (list(d.x), list(d.y)) for d in inter.data} == {
+        f"trial {t.number}": (sorted(t.intermediate_values), [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
         for t in stepped}
+    assert inter.layout.showlegend and all(d.showlegend for d in inter.data)  # the legend names each trial
 
-    if len(complete) < 2:  # the defaults first can leave one complete trial (Hyperband prunes the rest): no slice
-        assert not [f for f in made["figures"] if any("Slice Plot" in a["title"] + a["suptitle"] for a in f)]
-    else:
-        sl = _figures(made, "Slice Plot")
-        params = sorted({p for t in complete for p in t.params})
-        axes = [a for a in sl if a["xlabel"] in params]
-        assert [a["xlabel"] for a in axes] == params  # one panel per parameter, in name order
-        for a in axes:
-            assert len([p for pts in a["points"] for p in pts]) == sum(a["xlabel"] in t.params for t in complete)
-            assert a["xscale"] == ("log" if a["xlabel"] in ("lr", "width") else "linear")  # quick.yaml's log params
+    sl = figs["slice"]
+    params = sorted({p for t in complete for p in t.params})
+    titles = [sl.layout[k].title.text for k in sl.layout if k.startswith("xaxis")]
+    assert sorted(titles) == params  # one panel per parameter
+    for trace, name in zip(sl.data, titles):
+        assert len(trace.x) == sum(name in t.params for t in complete)
 
-    curves = _figures(made, "#1: trial")
-    board = sorted(complete, key=lambda t: (t.value, t.number))
-    shown = [a for a in curves if a["visible"]]
-    assert len(shown) == min(4, len(board))
-    for a, t in zip(shown, board):
-        curve = t.user_attrs["curve"]
-        assert a["title"].startswith(f"#{board.index(t) + 1}: trial {t.number},")
-        assert a["lines"]["train"] == ([r["epoch"] for r in curve], [r["train_error"] for r in curve])
-        assert a["lines"]["dev"] == ([r["epoch"] for r in curve], [r["dev_error"] for r in curve])
-        assert f"kept: epoch {t.user_attrs['best_epoch']}" in a["lines"]
+    par = figs["parallel"]
+    assert par.layout.xaxis.ticktext[0] == "dev error rate" and set(par.layout.xaxis.ticktext[1:]) == set(params)
+    assert len([d for d in par.data if d.mode == "lines"]) == len(complete)  # one line a complete trial
 
-    diag = [f for f in made["figures"] if len(f) == 1 and len(f[0]["bars"]) == 3]
-    assert len(diag) == 1
+    records = trial_records(st, made["folder"])
+    tl = figs["timeline"]
+    assert sorted(n for d in tl.data for n, _ in d.customdata) == [r["number"] for r in records]
+    assert {d.name for d in tl.data} == {r["state"].lower() for r in records}
+    assert set(y for d in tl.data for y in d.y) == {r["worker"] for r in records}  # workers as lanes
+
+    curves = figs["curves"]
+    board = sorted(complete, key=lambda t: (t.value, t.number))[:4]
+    by_number = {r["number"]: r for r in records}
+    assert [d.name for d in curves.data] == [f"trial {t.number} {k}" for t in board for k in ("train", "dev")]
+    for t in board:
+        curve = by_number[t.number]["curve"]
+        for k in ("train", "dev"):
+            (d,) = [d for d in curves.data if d.name == f"trial {t.number} {k}"]
+            assert (list(d.x), list(d.y)) == ([r["epoch"] for r in curve], [r[f"{k}_error"] for r in curve])
+    assert [s["x0"] for s in curves.layout.shapes] == [by_number[t.number]["best_epoch"] for t in board]
+
     best = made["tune"]["best"]
-    (bars,) = diag
-    widths = [w for _, w in bars[0]["bars"]]
-    assert widths == pytest.approx([0.0, best["train_error"], best["dev_error"] - best["train_error"]], abs=1e-6)
-    assert bars[0]["xlabel"] == "error rate"
+    widths = [d.x[0] for d in figs["diagnosis"].data]
+    assert widths == pytest.approx([0.0, best["train_error"], best["dev_error"] - best["train_error"]], abs=1e-12)
+    assert figs["diagnosis"].layout.xaxis.title.text == "error rate"

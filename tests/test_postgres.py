@@ -147,11 +147,10 @@ def test_workers_share_one_study_and_retry_a_killed_workers_trial(pg_url, tmp_pa
 
 
 def trial_attrs(url: str, name: str) -> list[dict]:
-    """trial_record + the worker that ran each trial, in trial-number order."""
-    from tunectl.results import open_study, trial_record
+    """trial_records: each trial with the worker that ran it, in trial-number order."""
+    from tunectl.results import open_study, trial_records
 
-    return [{**trial_record(t), "worker": t.user_attrs.get("worker")}
-            for t in sorted(open_study(name, url).get_trials(deepcopy=False), key=lambda t: t.number)]
+    return trial_records(open_study(name, url))  # each record names its worker
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +245,74 @@ def test_workers_starting_together_on_a_fresh_database_all_get_in(kind, request,
     for t in threads:
         t.join()
     assert errors == []
+
+
+# ----------------------------------------------------------------------------- the cluster examples
+
+CLUSTER_SPACE = """\
+dataset: digits
+epochs: 2
+params:
+  lr:    {type: float, low: 1.0e-3, high: 1.0e-1, log: true}
+  width: {type: int, low: 8, high: 32}
+fixed:
+  depth: 1
+  batch_size: 64
+"""
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def cluster_commands(kind: str, env: dict[str, str]) -> list[str]:
+    """What one task (Slurm) or pod (Kubernetes) of the example runs, exactly as the file says."""
+    import re
+
+    if kind == "slurm":
+        return ["bash", str(EXAMPLES / "slurm" / "tune-array.sbatch")]  # #SBATCH lines are comments to bash
+    doc = yaml.safe_load((EXAMPLES / "kubernetes" / "tune-workers.yaml").read_text())
+    assert doc["kind"] == "Job" and doc["spec"]["completionMode"] == "Indexed"
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    # the pod's env: the file's values, the secret's URL, then this test's overrides (small and local)
+    secret = [e for e in container["env"] if "valueFrom" in e]
+    assert [e["name"] for e in secret] == ["TUNECTL_STORAGE"]  # the password only from the secret
+    values = {e["name"]: e["value"] for e in container["env"] if "value" in e} | env
+    return [re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], word) for word in container["command"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["slurm", "kubernetes"])
+def test_the_cluster_examples_run_three_workers_on_one_study(pg_url, tmp_path, kind):
+    """examples/slurm/tune-array.sbatch and examples/kubernetes/tune-workers.yaml: their own command,
+    three at once (three tasks or pods, each in its own folder: no shared disk but --artifacts) on
+    one PostgreSQL study; one creates it, the others join, the study gets its trials."""
+    from tunectl.results import open_study, runs, trial_records
+
+    (tmp_path / "space.yaml").write_text(CLUSTER_SPACE)
+    name = unique(f"cluster-{kind}")
+    env = {"TUNECTL_STORAGE": pg_url, "TUNECTL_SPACE": str(tmp_path / "space.yaml"), "TUNECTL_DATASET": "digits",
+           "TUNECTL_STUDY": name, "TUNECTL_ARTIFACTS": str(tmp_path / "shared"), "TUNECTL_TRIALS": "6",
+           "TUNECTL_TIMEOUT": "10m", "TUNECTL_JOBS": "1", "SLURM_CPUS_PER_TASK": "1"}
+    command = cluster_commands(kind, env)
+    procs = []
+    for i in range(3):
+        home = tmp_path / f"node-{i}"
+        home.mkdir()
+        procs.append(subprocess.Popen(command, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, **env, "HOME": str(home),
+                                           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-800:] for o in outs]
+    study = open_study(name, pg_url)
+    records = trial_records(study)
+    done = [r for r in records if r["state"] in ("COMPLETE", "PRUNED")]
+    assert 6 <= len(done) <= 6 + 2  # the study's target (machines apart may each start one more at the end)
+    assert {r["state"] for r in records} <= {"COMPLETE", "PRUNED"}
+    ran = runs(study)  # every task recorded itself in the study: the same command, three processes
+    assert len(ran) == 3 and len({r["pid"] for r in ran}) == 3
+    assert all(r["command"].startswith("tunectl tune --space") for r in ran)
+    assert pg_url.split("@")[0].split(":")[-1] not in json.dumps(ran)  # no password in what was recorded
+    kept = [r for r in records if r["checkpoint"]]
+    best3 = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))[:3]
+    # the best three always keep theirs; trials finishing at once on three workers may leave one more each
+    assert {r["number"] for r in best3} <= {r["number"] for r in kept} and len(kept) <= 3 + 2
+    assert all(Path(r["checkpoint"]).parent == (tmp_path / "shared").resolve() for r in kept)
+    assert all(Path(r["checkpoint"]).is_file() for r in kept)  # every listed checkpoint is there

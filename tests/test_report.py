@@ -264,7 +264,7 @@ def test_evaluation_shows_the_three_errors_and_where_the_look_is_recorded():
     assert "study digits-night, trial 4" in text and "refit" not in text
     assert "test error rate dev error rate train error rate" in flat
     assert "0.0417 0.0306 0.0102" in flat and "359 examples 359 examples 1079 examples" in flat
-    assert "Look 1 at the test set, recorded in studies/digits-night/evaluations.json." in flat
+    assert "Look 1 at the test set, recorded in the study and in studies/digits-night/evaluations.json." in flat
     assert "Warning" not in text
 
 

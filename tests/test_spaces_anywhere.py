@@ -68,8 +68,10 @@ def test_the_default_space_runs_on_small_data_sets(tmp_path, monkeypatch, datase
     assert out["states"]["COMPLETE"] == 2 and out["study"] == f"{dataset}-quick"
     study = open_study(f"{dataset}-quick", root="studies")
     assert study.user_attrs[ATTR]["manifest"]["sizes"]["train"] == n_train
-    for t in study.get_trials(deepcopy=False):
-        assert t.user_attrs["batch_size_used"] == min(t.user_attrs["config"]["batch_size"], n_train)
+    from tunectl.results import trial_records
+
+    for r in trial_records(study):
+        assert r["batch_size_used"] == min(r["config"]["batch_size"], n_train)
     assert all(r["batch_size_used"] for r in out["leaderboard"])
 
 

@@ -172,9 +172,11 @@ def test_errors_are_stored_and_emitted_at_full_precision(tiny_study):
         assert row["dev_error"] == row["value"]  # the same float, not a 6-decimal copy of it
     study = open_study(tiny_study.name, None, tiny_study.root)
     n_dev = study.user_attrs["tunectl"]["manifest"]["sizes"]["dev"]
-    for t in study.trials:
-        curve = t.user_attrs["curve"]
-        assert t.user_attrs["dev_error"] == t.value == min(r["dev_error"] for r in curve)
+    from tunectl.results import trial_records
+
+    for t, rec in zip(study.trials, trial_records(study, tiny_study.folder)):
+        curve = rec["curve"]
+        assert rec["dev_error"] == t.value == min(r["dev_error"] for r in curve)
         # an error rate on n dev examples is k/n exactly: rounding to 6 decimals would break this identity
         assert round(t.value * n_dev) / n_dev == t.value
 

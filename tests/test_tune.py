@@ -27,13 +27,14 @@ from tunectl.errors import SpaceError, TunectlError
 from tunectl.space import load_space
 from tunectl.tune import TuneSettings, grid, prepare, study_data
 from tunectl.workers import parse_timeout
-from tunectl.results import checkpoint_path, open_study, trial_record
+from tunectl.results import checkpoint_path, open_study, trial_records
 
 DESIGN_KEYS = {"study", "storage", "n_trials", "states", "best", "epochs_used"}
 STATES = {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
 BEST_KEYS = {"number", "value", "params", "train_error", "dev_error"}
-TRIAL_ATTRS = {"params", "config", "curve", "train_error", "dev_error", "best_epoch", "epochs_run", "seconds",
-               "reason", "worker"}
+TRIAL_ATTRS = {"train_error", "train_errors", "best_epoch", "reason", "worker"}  # only what Optuna does not hold
+RECORD_KEYS = {"params", "config", "curve", "train_error", "dev_error", "best_epoch", "epochs", "seconds", "reason",
+               "worker", "checkpoint"}
 CURVE_KEYS = {"epoch", "train_loss", "train_error", "dev_loss", "dev_error", "seconds"}
 
 TINY = """\
@@ -110,6 +111,11 @@ def trials_of(study: str, root="studies"):
     return open_study(study, root=root).get_trials(deepcopy=False)
 
 
+def records_of(study: str, root="studies") -> dict[int, dict]:
+    """results.trial_records by trial number: what every reader (show, report, evaluate, ...) sees."""
+    return {r["number"]: r for r in trial_records(open_study(study, root=root), Path(root) / study)}
+
+
 # ----------------------------------------------------------------------------- one study, what it records
 
 
@@ -122,20 +128,28 @@ def test_tune_records_what_later_commands_need(tiny_study):
     folder = tiny_study.folder
     assert {"study.db", "space.yaml", "split.json", "trials"} <= {p.name for p in folder.iterdir()}
     assert load_space(folder / "space.yaml").fingerprint() == load_space(tiny_study.space).fingerprint()
+    records = records_of("digits-tiny", tiny_study.root)
     for t in trials_of("digits-tiny", tiny_study.root):
-        assert TRIAL_ATTRS <= set(t.user_attrs), set(t.user_attrs)
-        u = t.user_attrs
-        assert u["reason"] == "complete" and u["epochs_run"] == 2 and len(u["curve"]) == 2
-        assert all(CURVE_KEYS <= set(row) for row in u["curve"])
-        assert u["dev_error"] == pytest.approx(t.value, abs=1e-6)  # stored rounded to 6 places
-        assert u["dev_error"] == min(r["dev_error"] for r in u["curve"])
-        assert 0 <= u["train_error"] <= 1 and u["best_epoch"] in (1, 2) and u["seconds"] > 0
-        assert u["config"]["epochs"] == 2 and u["config"]["depth"] == 1 and u["params"] == {
-            k: v for k, v in u["config"].items() if k in u["params"]}
-        assert json.loads((folder / "trials" / str(t.number) / "curve.json").read_text()) == u["curve"]
-        assert checkpoint_path(folder, trial_record(t)) is not None  # three trials, three kept
+        assert TRIAL_ATTRS == set(t.user_attrs), set(t.user_attrs)
+        r = records[t.number]
+        assert RECORD_KEYS <= set(r)
+        assert r["reason"] == "complete" and r["epochs"] == 2 and len(r["curve"]) == 2
+        assert all(CURVE_KEYS <= set(row) for row in r["curve"])
+        assert r["dev_error"] == t.value == min(row["dev_error"] for row in r["curve"])
+        assert [row["dev_error"] for row in r["curve"]] == [t.intermediate_values[e] for e in (1, 2)]
+        assert 0 <= r["train_error"] <= 1 and r["best_epoch"] in (1, 2) and r["seconds"] > 0
+        # the config is rebuilt from the trial's params and the study's record
+        assert r["config"]["epochs"] == 2 and r["config"]["depth"] == 1 and r["params"] == {
+            k: v for k, v in r["config"].items() if k in r["params"]}
+        assert set(r["params"]) == set(t.params) and all(r["params"][k] == v for k, v in t.params.items())
+        assert json.loads((folder / "trials" / str(t.number) / "curve.json").read_text()) == r["curve"]
+        # each epoch's train error, exactly: misclassified training examples of the training split's size
+        n = open_study("digits-tiny", root=tiny_study.root).user_attrs["tunectl"]["manifest"]["sizes"]["train"]
+        assert t.user_attrs["train_errors"]["of"] == n
+        assert [w / n for w in t.user_attrs["train_errors"]["wrong"]] == [row["train_error"] for row in r["curve"]]
+        assert checkpoint_path(folder, r) is not None  # three trials, three kept
     best = min(trials_of("digits-tiny", tiny_study.root), key=lambda t: t.value)
-    assert doc["best"]["number"] == best.number and doc["best"]["params"] == best.user_attrs["params"]
+    assert doc["best"]["number"] == best.number and doc["best"]["params"] == records[best.number]["params"]
 
 
 def test_a_bad_space_is_one_line_and_makes_nothing(ws):
@@ -197,16 +211,19 @@ def test_grid_needs_a_grid_able_space(ws):
 def test_hyperband_prunes_hopeless_trials(ws):
     doc = ok_json(tune("--space", "prunable.yaml", "--trials", "8", "--sampler", "random"))
     assert doc["states"]["PRUNED"] >= 2, doc["states"]
-    pruned = [t for t in trials_of("digits-prunable") if t.state.name == "PRUNED"]
-    for t in pruned:
-        k = t.user_attrs["epochs_run"]
-        assert t.user_attrs["reason"] == f"pruned at epoch {k}" and 1 <= k < 6 and len(t.user_attrs["curve"]) == k
-        assert checkpoint_path(ws / "studies" / "digits-prunable", trial_record(t)) is None  # no weights kept
-    assert doc["epochs_saved"] == sum(6 - t.user_attrs["epochs_run"] for t in pruned) > 0
+    records = records_of("digits-prunable")
+    pruned = [r for r in records.values() if r["state"] == "PRUNED"]
+    for r in pruned:
+        k = r["epochs"]
+        assert r["reason"] == f"pruned at epoch {k}" and 1 <= k < 6 and len(r["curve"]) == k
+        assert checkpoint_path(ws / "studies" / "digits-prunable", r) is None  # no weights kept
+    assert doc["epochs_saved"] == sum(6 - r["epochs"] for r in pruned) > 0
     assert doc["epochs_used"] < 8 * 6
     folder = ws / "studies" / "digits-prunable"
-    kept = [t.number for t in trials_of("digits-prunable") if checkpoint_path(folder, trial_record(t))]
+    kept = [n for n, r in records.items() if checkpoint_path(folder, r)]
     assert len(kept) == min(3, doc["states"]["COMPLETE"])  # the best three only
+    # the dropped ones are gone whole: no file, and no longer listed for optuna-dashboard
+    assert len(list((folder / "artifacts").iterdir())) == len(kept)
 
 
 # ----------------------------------------------------------------------------- resume, and refusing to
@@ -290,9 +307,9 @@ def test_a_diverging_trial_is_pruned_as_diverged(ws):
         "low: 1.0e-3, high: 1.0e-1", "low: 1.0e+6, high: 1.0e+7"))
     doc = ok_json(tune("--space", "div.yaml", "--trials", "2", "--epochs", "5"))
     assert doc["states"]["PRUNED"] == 2 and doc["states"]["FAIL"] == 0 and doc["best"] is None
-    for t in trials_of("digits-div"):
-        curve = t.user_attrs["curve"]
-        assert t.user_attrs["reason"] == "diverged" and t.user_attrs["epochs_run"] == len(curve)
+    for r in records_of("digits-div").values():
+        curve = r["curve"]
+        assert r["reason"] == "diverged" and r["epochs"] == len(curve)
         assert curve[-1]["dev_error"] is None and curve[-1]["train_loss"] is None  # NaN is stored as null
         assert len(curve) < 5  # stopped at the NaN, not run to the end
 
@@ -304,8 +321,9 @@ def test_a_trial_that_raises_is_failed_and_the_study_goes_on(ws):
                                    "  width: {type: int, low: 4, high: 16}\nfixed:\n  batch_size: 16\n")
     doc = ok_json(tune("--space", "mixed.yaml", "--trials", "4", "--sampler", "random", "--pruner", "none"))
     assert doc["states"]["COMPLETE"] == 4 and doc["states"]["FAIL"] >= 1
+    records = records_of("iris-mixed")
     for t in trials_of("iris-mixed"):
-        record = trial_record(t)
+        record = records[t.number]
         if t.state.name == "FAIL":
             assert t.params["model"] == "cnn"
             assert record["reason"].startswith("failed: ConfigError: model=cnn needs image data"), record["reason"]
@@ -451,7 +469,7 @@ def test_kill_9_mid_trial_then_resume_retries_the_killed_trial(ws, procs):
                        "--trials", str(killed + 1)))
     assert doc["states"]["RUNNING"] == 0
     trials = {t.number: t for t in trials_of("crash")}
-    assert trials[killed].state.name == "FAIL" and trial_record(trials[killed])["reason"] == "worker died"
+    assert trials[killed].state.name == "FAIL" and records_of("crash")[killed]["reason"] == "worker died"
     retries = [t for t in trials.values() if t.user_attrs.get("retry_of") == killed]
     assert len(retries) == 1, {n: t.user_attrs.get("retry_of") for n, t in trials.items()}
     retry = retries[0]
@@ -493,5 +511,5 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed(ws):
     time.sleep(3.5)  # past the grace period, 3 x --heartbeat 1
     doc = ok_json(tune("--space", "tiny.yaml", "--trials", "1", "--heartbeat", "1", "--study", "orphan"))
     assert doc["states"]["RUNNING"] == 0 and doc["states"]["FAIL"] == 1 and doc["states"]["COMPLETE"] >= 1
-    record = trial_record({t.number: t for t in trials_of("orphan")}[orphan.number])
+    record = records_of("orphan")[orphan.number]
     assert record["state"] == "FAIL" and record["reason"] == "worker died before the trial started"

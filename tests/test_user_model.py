@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from test_hardening import snapshot
 from tunectl.cli import app
-from tunectl.results import open_study, trial_record
+from tunectl.results import open_study, trial_records
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -274,7 +274,7 @@ def study(tmp_path_factory) -> dict[str, Any]:
 
 
 def records(root: Path) -> list[dict]:
-    return sorted((trial_record(t) for t in open_study("conv", None, root / "studies").get_trials()),
+    return sorted(trial_records(open_study("conv", None, root / "studies"), root / "studies" / "conv"),
                   key=lambda r: r["number"])
 
 

@@ -520,12 +520,14 @@ def report(
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
     json_out: JsonOpt = False,
+    static: Annotated[bool, typer.Option("--static", help="PNG figures and no script (for mail or a strict viewer); "
+                                                          "default: interactive plotly figures, still one offline file")] = False,
 ) -> None:
     """The morning report: one self-contained HTML file with the study's tables and figures."""
     with handled():
         from tunectl.html_report import report_study
 
-        path = report_study(study, storage, root, out)
+        path = report_study(study, storage, root, out, static=static)
         if json_out:
             return print_json({"study": study, "report": str(path)})
         consoles(False)[0].print(f"report written to {path}", soft_wrap=True)
@@ -534,10 +536,12 @@ def report(
 @app.command(cls=FlagCommand)
 def dashboard(
     study: StudyArg,
-    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8080,
     host: Annotated[str, typer.Option("--host", help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
     storage: StorageOpt = None,
     root: RootOpt = Path("studies"),
+    artifacts: Annotated[Optional[Path], typer.Option(
+        "--artifacts", help="folder of the study's checkpoints, if not the one it recorded (a shared mount)")] = None,
 ) -> None:
     """Open the study in optuna-dashboard on localhost (needs the optional extra: pip install optuna-dashboard)."""
     with handled():
@@ -545,16 +549,13 @@ def dashboard(
             import optuna_dashboard
         except ImportError:
             fail("optuna-dashboard is not installed; install it with: pip install 'tunectl[dashboard]'")
-        from tunectl import storage as store
-        from tunectl import studies
-        from tunectl.results import open_study
+        from tunectl.results import dashboard_args
 
-        open_study(study, storage, root)  # a missing study is one clear line, not an empty dashboard
-        url = storage or studies.default_storage_url(study, root)
-        consoles(False)[1].print(f"optuna-dashboard: http://{host}:{port}/dashboard  (study '{study}'; Ctrl-C stops it)",
-                                 soft_wrap=True)
+        args = dashboard_args(study, storage, root, artifacts)
+        consoles(False)[1].print(f"optuna-dashboard: http://{host}:{port}/dashboard  (study '{study}', checkpoints in "
+                                 f"{args['artifacts']}; Ctrl-C stops it)", soft_wrap=True)
         try:
-            optuna_dashboard.run_server(store.open_storage(url, None, create=False), host=host, port=port)
+            optuna_dashboard.run_server(args["storage"], host=host, port=port, artifact_store=args["artifact_store"])
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a dashboard is closed: not an error
         except OSError as e:

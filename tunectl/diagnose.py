@@ -426,7 +426,7 @@ def diagnose_target(target: str, trial: int | None = None, human_error: float | 
     else:
         st = results.open_study(name, storage, root)
         meta = st.user_attrs.get(results.ATTR) or {}
-        records = results.trial_records(st)
+        records = results.trial_records(st, studies.study_dir(name, Path(root)))
         if all_trials:
             return {"overview": True, **study_overview(records, meta, name, human_error or 0.0, thresholds)}
         subject = trial_subject(results.pick_trial(records, name, trial), meta, name)
@@ -461,7 +461,8 @@ def board(study: str, storage: str | None = None, root: Path | str = "studies", 
     from tunectl import results, studies
 
     st = results.open_study(study, storage, root)
-    summary = results.summarize(st, storage or studies.default_storage_url(study, Path(root)), top=top)
+    summary = results.summarize(st, storage or studies.default_storage_url(study, Path(root)), top=top,
+                                folder=studies.study_dir(study, Path(root)))
     summary["importances"] = results.importances(st)
     summary["importance_method"] = results.importance_method()
     summary["verdicts"] = study_verdicts(summary["leaderboard"], st.user_attrs.get(results.ATTR) or {})

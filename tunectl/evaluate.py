@@ -36,6 +36,7 @@ class Chosen:
     record: dict[str, Any]  # tune.trial_record of the chosen trial
     kept: list[int]  # complete trials whose checkpoint file is on disk, best first
     better_kept: int = 0  # of those, how many rank above the chosen trial
+    optuna_study: Any = None  # the optuna.Study: where test looks are recorded too
 
     @property
     def checkpoint(self) -> Path | None:
@@ -53,12 +54,12 @@ def choose(study: str, trial: int | None = None, root: Path | str = studies.ROOT
     if not meta:
         raise StudyError(f"study '{study}' was not made by tunectl; evaluate a study from `tunectl studies`")
     folder = studies.study_dir(study, Path(root))
-    records = trial_records(st)
+    records = trial_records(st, folder)
     record = pick_trial(records, study, trial, complete=True)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     kept = [r["number"] for r in complete if checkpoint_path(folder, r) is not None]
     better = sum(1 for r in complete if r["number"] in kept and (r["value"], r["number"]) < (record["value"], record["number"]))
-    return Chosen(study, folder, meta, record, kept, better)
+    return Chosen(study, folder, meta, record, kept, better, st)
 
 
 def _check_not_deleted(c: Chosen, fix: str) -> None:
@@ -156,7 +157,7 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     look = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "trial": n, "refit": refit, "test_error": test_error,
             "dev_error": dev_error, "train_error": train_error, "test_error_se": test_se, "dev_error_se": dev_se,
             "train_error_se": train_se, **({"attack": robust} if robust else {})}
-    looks = studies.append_evaluation(c.folder, look)
+    looks = record_look(c, look)
     evaluated_before = bool(looks)
     return {
         "study": study,
@@ -182,6 +183,27 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
         "model": str(model_path),
         "record": str(path),
     }
+
+
+def record_look(c: Chosen, look: dict[str, Any]) -> list[dict[str, Any]]:
+    """Record one look at the test set in the study (so that every machine on a shared storage, and
+    optuna-dashboard, sees it) and in the study folder's evaluations.json (a readable copy); return
+    the other looks. Each look is its own study attribute, so two machines evaluating at once both
+    count, and each is told about the other: the record is written first, then read back."""
+    import os
+    import socket
+
+    import uuid
+
+    # unique even for two looks in one second from one process (a script evaluating two trials)
+    look = {**look, "id": f"{look['time']} {socket.gethostname()}:{os.getpid()} {uuid.uuid4().hex[:8]}"}
+    local = studies.append_evaluation(c.folder, look)  # under this machine's lock
+    if c.optuna_study is None:
+        return local
+    from tunectl.results import LOOK_PREFIX, test_looks
+
+    c.optuna_study.set_user_attr(f"{LOOK_PREFIX}{look['id']}", look)
+    return [v for v in test_looks(c.optuna_study, c.folder) if v.get("id") != look["id"]]
 
 
 def _refit(c: Chosen, splits, device):

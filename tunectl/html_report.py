@@ -1,21 +1,19 @@
 """The morning report: one self-contained HTML file that tells a study's whole story.
 
 `gather` collects plain data first (results.summarize, results.importances, the best trial's
-diagnosis, the evaluations record) plus the Optuna study, which Optuna's own matplotlib
-visualizations need; `render` then draws. Number formatting is shared with the terminal
+diagnosis, the test looks, the runs that made the study) plus the Optuna study, which Optuna's
+own visualizations need; `render` then draws. Number formatting is shared with the terminal
 (report.fmt, report.duration), so `tunectl show` and this file print the same digits.
-Figures are PNGs embedded as data URIs, so the file opens anywhere without a network;
-every piece of text goes through html.escape.
+Figures are interactive plotly figures (figures.py) with plotly.js inlined once in the page, so
+the file works offline; `static=True` embeds PNGs instead (pngs.py) and runs no script at all.
+Every piece of text goes through html.escape.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +24,7 @@ from tunectl.errors import StudyError
 
 EVALUATIONS = "evaluations.json"  # written by `tunectl evaluate` (evaluate.py)
 TOP_CURVES = 4  # learning curves of this many best trials
+TOP_PRUNED = 10  # pruned trials listed under the leaderboard, best dev error first
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f5f7;color:#1d232b}
@@ -40,120 +39,13 @@ table.kv th{border:0;padding-right:18px;white-space:nowrap}
 .grid{display:grid;grid-template-columns:auto 1fr;gap:6px 36px}
 h3{font-size:15px;margin:4px 0 6px}
 .grid.glance{grid-template-columns:1fr auto}.glance td{white-space:nowrap}.glance table.kv td{white-space:normal}
-img{max-width:100%;display:block;margin:6px auto}
+img{max-width:100%;display:block;margin:6px auto}.fig{width:100%;min-height:120px}
+tr.pruned td{color:#8a5a00}
 .note{background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px;margin:8px 0}
 .warn{background:#fdecea;border-left:4px solid #c62828;padding:6px 10px;margin:8px 0}
 .verdict{font-size:17px;font-weight:600}
 code{background:#eef0f3;padding:0 4px;border-radius:3px}
 """
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never a window, works with no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def png(fig, width: float | None = None, height: float | None = None) -> str:
-    """A figure as a base64 data URI, and the figure closed (a long-lived process must not leak them)."""
-    plt = _pyplot()
-    if width and height:
-        fig.set_size_inches(width, height)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _optuna_png(draw: Callable[[], Any], width: float, height: float, log_y: bool = False,
-                legend: bool = True, ylabel: str | None = None, xlabel: str | None = None) -> str:
-    """Draw with one of optuna.visualization.matplotlib's functions (experimental: quiet its warnings),
-    then tidy it: a log error axis when errors span decades, no 20-entry legend, readable ticks."""
-    import numpy as np
-    from matplotlib.ticker import NullFormatter
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        axes = draw()
-    flat = list(axes.flat) if isinstance(axes, np.ndarray) else [axes]
-    for ax in flat:
-        if log_y:
-            ax.set_yscale("log")
-        if ylabel:
-            ax.set_ylabel(ylabel)
-        if xlabel:
-            ax.set_xlabel(xlabel)
-        if not legend and ax.get_legend():
-            ax.get_legend().remove()
-        ax.xaxis.set_minor_formatter(NullFormatter())  # log axes: no crowded minor labels
-        ax.tick_params(axis="x", labelsize=8)
-    if len(flat) > 1:
-        for ax in flat:
-            ax.tick_params(axis="x", labelrotation=30)
-    return png(flat[0].figure, width, height)
-
-
-def _given_importances(values: dict[str, float]):
-    """An Optuna importance evaluator that returns tune.importances()'s numbers, so that Optuna
-    draws exactly what the terminal prints (recomputing could disagree in the last digits)."""
-    from optuna.importance import BaseImportanceEvaluator
-
-    class Given(BaseImportanceEvaluator):
-        def evaluate(self, study, params=None, *, target=None):
-            return dict(values)
-
-    return Given()
-
-
-def _curves_png(board: list[dict[str, Any]], unit: str) -> str:
-    plt = _pyplot()
-    top = board[:TOP_CURVES]
-    cols = min(2, len(top))
-    rows = math.ceil(len(top) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.1 * rows), squeeze=False, sharey=True)
-    for ax in axes.flat[len(top):]:
-        ax.set_visible(False)
-    for rank, (ax, r) in enumerate(zip(axes.flat, top), 1):
-        epochs = [row["epoch"] for row in r["curve"]]
-        ax.plot(epochs, [row["train_error"] for row in r["curve"]], "o-", ms=3, label="train")
-        ax.plot(epochs, [row["dev_error"] for row in r["curve"]], "s-", ms=3, label="dev")
-        if r.get("best_epoch"):
-            ax.axvline(r["best_epoch"], color="grey", ls=":", lw=1, label=f"kept: epoch {r['best_epoch']}")
-        ax.set_title(f"#{rank}: trial {r['number']}, dev {fmt(r['dev_error'])}", fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(unit)
-    fig.tight_layout()
-    return png(fig)
-
-
-def _diagnosis_png(train: float, dev: float, human: float, unit: str) -> str:
-    """One bar from 0 to the dev error, split into human-level error, avoidable bias and variance."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 1.9))
-    parts = [("human-level error", human, "#9e9e9e"), ("avoidable bias (train - human)", train - human, "#ef6c00"),
-             ("variance (dev - train)", dev - train, "#1e88e5")]
-    left = 0.0
-    for label, width, color in parts:
-        ax.barh(0, max(width, 0.0), left=left, color=color, label=f"{label}: {fmt(width)}", height=0.5)
-        left += max(width, 0.0)
-    for x, name in ((train, "train"), (dev, "dev")):
-        ax.axvline(x, color="black", lw=1)
-        ax.text(x, 0.33, f"{name} {fmt(x)}", ha="center", va="bottom", fontsize=9)
-    ax.set_yticks([])
-    ax.set_ylim(-0.4, 0.6)
-    ax.set_xlim(0, max(dev, train, human, 1e-9) * 1.15)
-    ax.set_xlabel(unit)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, fontsize=9, frameon=False)
-    return png(fig)
 
 
 # ----------------------------------------------------------------------------- html pieces
@@ -174,10 +66,11 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
     return f'<table class="kv">{body}</table>'
 
 
-def _table(head: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:
+def _table(head: list[str], rows: list[list[Any]], numeric: set[int] = frozenset(), pruned_from: int | None = None) -> str:
     th = "".join(f"<th>{e(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{e(str(c))}</td>'
-                                   for i, c in enumerate(r)) + "</tr>" for r in rows)
+    trs = "".join(("<tr class=pruned>" if pruned_from is not None and n >= pruned_from else "<tr>")
+                  + "".join(f'<td{" class=num" if i in numeric else ""}>{e(str(c))}</td>'
+                            for i, c in enumerate(r)) + "</tr>" for n, r in enumerate(rows))
     return f"<table><tr>{th}</tr>{trs}</table>"
 
 
@@ -245,24 +138,36 @@ def _glance(s: dict[str, Any], records: list[dict[str, Any]]) -> str:
     return _section("glance", "The study at a glance", body)
 
 
-def _leaderboard(s: dict[str, Any], verdicts: dict[int, str]) -> str:
+def _leaderboard(s: dict[str, Any], verdicts: dict[int, str], records: list[dict[str, Any]]) -> str:
+    """The complete trials ranked by dev error, then the best pruned ones with the epoch they stopped at
+    (what a pruned trial reached is worth seeing: a trial pruned early may have been promising)."""
     board = s.get("leaderboard") or []
-    if not board:
+    pruned = sorted((r for r in records if r["state"] == "PRUNED" and r.get("dev_error") is not None),
+                    key=lambda r: (r["dev_error"], r["number"]))[:TOP_PRUNED]
+    if not board and not pruned:
         return _section("leaderboard", "Leaderboard", _note("No complete trial yet: nothing to rank."))
     from tunectl.noise import with_se
 
-    rows = [[i, r["number"], with_se(r["dev_error"], r.get("dev_error_se")), "≈ best" if r.get("within_noise") else "",
-             fmt(r["train_error"]), r.get("best_epoch") or "-", r["epochs"],
-             fmt(r.get("seconds"), 1), verdict_label(verdicts.get(r["number"])), _params(r["params"])]
+    head = ["#", "trial", "state", "dev error", "noise", "train error", "best epoch", "epochs", "seconds", "diagnosis",
+            "params"]
+    rows = [[i, r["number"], "complete", with_se(r["dev_error"], r.get("dev_error_se")),
+             "≈ best" if r.get("within_noise") else "", fmt(r["train_error"]), r.get("best_epoch") or "-",
+             r["epochs"], fmt(r.get("seconds"), 1), verdict_label(verdicts.get(r["number"])), _params(r["params"])]
             for i, r in enumerate(board, 1)]
+    for r in pruned:
+        rows.append(["-", r["number"], f"{r['reason']}" if r.get("reason") else f"pruned at epoch {r['epochs']}",
+                     with_se(r["dev_error"], r.get("dev_error_se")), "", fmt(r["train_error"]),
+                     r.get("best_epoch") or "-", r["epochs"], fmt(r.get("seconds"), 1), "-", _params(r["params"])])
+    body = _table(head, rows, {3, 5, 6, 7, 8}, pruned_from=len(board))
+    if not board:
+        body = _note("No complete trial yet: the pruned trials, by the best dev error they reached.") + body
     near = sum(bool(r.get("within_noise")) for r in board)
-    why = _note(f"± is the standard error of each dev error (binomial for an error rate, bootstrapped for an RMSE); "
-                f"≈ best: {near} trial{'s' * (near != 1)} less than two standard errors of the difference above the "
-                f"best, a race the dev set does not decide (`tunectl recheck` re-trains them with new seeds).") \
-        if near else ""
-    return _section("leaderboard", "Leaderboard (dev error ± its standard error, lower is better)",
-                    _table(["#", "trial", "dev error", "noise", "train error", "best epoch", "epochs", "seconds",
-                            "diagnosis", "params"], rows, {2, 4, 5, 6, 7}) + why)
+    if near:
+        body += _note(f"± is the standard error of each dev error (binomial for an error rate, bootstrapped for an "
+                      f"RMSE); ≈ best: {near} trial{'s' * (near != 1)} less than two standard errors of the difference "
+                      f"above the best, a race the dev set does not decide (`tunectl recheck` re-trains them with new "
+                      f"seeds).")
+    return _section("leaderboard", "Leaderboard (dev error ± its standard error, lower is better)", body)
 
 
 def _best(s: dict[str, Any]) -> str:
@@ -282,9 +187,16 @@ def _best(s: dict[str, Any]) -> str:
 
 
 def _figure(sid: str, title: str, why: str, draw: Callable[[], str] | None, missing: str, after: str = "") -> str:
+    """A figure's section: `draw()` returns its HTML (a plotly div, or an <img> when static)."""
     if draw is None:
         return _section(sid, title, _note(missing))
-    return _section(sid, title, f"<p>{e(why)}</p>" + _img(draw(), title) + after)
+    return _section(sid, title, f"<p>{e(why)}</p>" + draw() + after)
+
+
+def _plotly_div(fig, sid: str) -> str:
+    """A plotly figure as a div and the call that draws it; plotly.js itself is in the page once."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{sid}",
+                       config={"displaylogo": False, "responsive": True})
 
 
 def _importance_table(importances: dict[str, float] | None) -> str:
@@ -294,13 +206,14 @@ def _importance_table(importances: dict[str, float] | None) -> str:
     return "<details><summary>the numbers</summary>" + _table(["param", "importance"], rows, {1}) + "</details>"
 
 
-def _diagnosis(s: dict[str, Any], d: dict[str, Any] | None, missing: str | None, unit: str) -> str:
+def _diagnosis(s: dict[str, Any], d: dict[str, Any] | None, missing: str | None, unit: str,
+               draw: Callable[[float, float, float], str]) -> str:
     b = s.get("best")
     if not b or b.get("train_error") is None or b.get("dev_error") is None:
         return _section("diagnosis", "Bias and variance of the best trial",
                         _note("No complete trial with train and dev error yet: nothing to diagnose."))
     human = float(d.get("human_error") or 0.0) if d else 0.0
-    body = _img(_diagnosis_png(b["train_error"], b["dev_error"], human, unit), "bias and variance")
+    body = draw(b["train_error"], b["dev_error"], human)
     if d:
         verdict = verdict_label(d.get("diagnosis"))
         th = d.get("thresholds") or {}
@@ -350,68 +263,143 @@ def _evaluations(evals: list[dict[str, Any]] | None, problem: str | None) -> str
     return _section("evaluations", "Test-set evaluations", body + _table(head, rows, numeric))
 
 
+def _environment(runs: list[dict[str, Any]]) -> str:
+    """What ran the study: each `tunectl tune` (the creator, every resume, every joined worker)."""
+    if not runs:
+        return _section("environment", "Environment", _note(
+            "This study records no runs (it was made before tunectl recorded them)."))
+    last = runs[-1]
+    facts = [("tunectl", last.get("tunectl", "-")), ("Python", last.get("python", "-")),
+             ("torch", last.get("torch", "-")), ("Optuna", last.get("optuna", "-")), ("device", last.get("device", "-")),
+             ("host", last.get("host", "-")), ("git commit", last.get("git") or "not a git working folder")]
+    rows = [[r.get("time", "-"), r.get("host", "-"), r.get("device", "-"), r.get("git") and r["git"][:12] or "-",
+             r.get("command", "-")] for r in runs]
+    hosts = sorted({str(r.get("host")) for r in runs})
+    body = (f"<p>The latest run's machine and versions; {len(runs)} run{'s' * (len(runs) > 1)} of "
+            f"<code>tunectl tune</code> on {len(hosts)} machine{'s' * (len(hosts) > 1)} made this study.</p>"
+            + _kv(facts) + "<h3>Every run</h3>" + _table(["started", "host", "device", "git", "command"], rows))
+    return _section("environment", "Environment", body)
+
+
 # ----------------------------------------------------------------------------- the report
 
 
-def load_evaluations(folder: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """studies/<study>/evaluations.json as a list, and a note when it cannot be read (the report still renders)."""
+def load_evaluations(folder: Path, study=None) -> tuple[list[dict[str, Any]], str | None]:
+    """Every look at the test set (the study's record and evaluations.json), and a note when the
+    local record cannot be read (the report still renders)."""
+    from tunectl.results import test_looks
+
     try:
-        return studies.read_evaluations(folder), None
+        return test_looks(study, folder), None
     except StudyError as e:
         return [], f"{e}: the record of test-set looks is damaged"
 
 
-def render(g: dict[str, Any]) -> str:
-    """The whole report as one HTML string, drawn from what `gather` collected (nothing is read here
-    but the optuna.Study that Optuna's own plots take)."""
-    import optuna.visualization.matplotlib as ov
+def plan(g: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's figures, in order: each one's id, title, what it shows, and how to draw it
+    (a plotly figure, and a PNG for --static), or why it cannot be drawn."""
+    import optuna.visualization.matplotlib as ovm
 
-    s, study, importances, records = g["summary"], g["study"], g["importances"], g["records"]
+    from tunectl import figures, pngs
+
+    s, study, imp = g["summary"], g["study"], g["importances"]
+    unit = "RMSE" if s.get("task") == "regression" else "error rate"
+    target = f"dev {unit}"
+    n_complete = s["states"]["COMPLETE"]
+    trials = study.get_trials(deepcopy=False)
+    with_steps = any(t.intermediate_values for t in trials)
+    values = [v for t in trials for v in [t.value, *t.intermediate_values.values()] if v is not None and math.isfinite(v)]
+    log_y = bool(values) and min(values) > 0 and max(values) / min(values) > 20  # errors spanning decades
+    board = [r for r in (s.get("leaderboard") or []) if r.get("curve")][:TOP_CURVES]
+    top2 = figures.two_most_important(imp)
+    method = g.get("importance_method") or {"method": "Optuna", "why": "How much each parameter matters to dev error"}
+    kw = {"target_name": target}
+
+    def png(fn, w, h, **tidy):
+        return lambda: pngs.optuna_png(fn, w, h, **tidy)
+
+    few = f"needs at least 5 complete trials; this study has {n_complete}."
+    return [
+        {"sid": "history", "title": "Optimization history",
+         "why": "Dev error of each complete trial in the order they ran, and the best so far.",
+         "missing": "No complete trial yet: no history to plot.", "ok": n_complete > 0,
+         "fig": lambda: figures.history(study, target, log_y),
+         "png": png(lambda: ovm.plot_optimization_history(study, **kw), 9, 3.4, log_y=log_y)},
+        {"sid": "intermediate", "title": "Dev error per epoch, every trial",
+         "why": "What the pruner saw: each trial's dev error after each epoch; the short lines are pruned "
+                "trials. The legend names each trial: click one to hide it, double-click to show it alone.",
+         "missing": "No trial reported an epoch yet.", "ok": with_steps,
+         "fig": lambda: figures.intermediate(study, target, log_y),
+         "png": png(lambda: ovm.plot_intermediate_values(study), 9, 3.4, log_y=log_y, legend=False,
+                    ylabel=target, xlabel="epoch")},
+        {"sid": "importances", "title": f"Parameter importances ({method['method']})",
+         "why": f"{method['why']}; the numbers `tunectl show` prints.",
+         "missing": (f"Importances {few}" if n_complete < 5 else "Optuna could not compute importances for this study."),
+         "ok": bool(imp), "after": _importance_table(imp),
+         "fig": lambda: figures.importances(study, imp, target),
+         "png": png(lambda: ovm.plot_param_importances(study, evaluator=pngs.given_importances(imp), **kw), 8, 3.2)},
+        {"sid": "slice", "title": "Each parameter against dev error",
+         "why": "One dot per complete trial (darker: later): where the good trials sit in each parameter's range.",
+         "missing": f"A slice view needs at least 2 complete trials; this study has {n_complete}.",
+         "ok": n_complete >= 2, "fig": lambda: figures.slices(study, target, log_y),
+         "png": png(lambda: ovm.plot_slice(study, **kw), 13, 3.6, log_y=log_y)},
+        {"sid": "parallel", "title": "Parallel coordinates",
+         "why": "Each complete trial is one line through its parameters to its dev error; drag along an axis "
+                "to keep only the trials in that range.",
+         "missing": f"Parallel coordinates need at least 2 complete trials; this study has {n_complete}.",
+         "ok": n_complete >= 2, "fig": lambda: figures.parallel(study, target),
+         "png": png(lambda: ovm.plot_parallel_coordinate(study, **kw), 11, 4)},
+        {"sid": "contour", "title": "Dev error over the two most important parameters" + (
+            f" ({top2[0]}, {top2[1]})" if top2 else ""),
+         "why": "Optuna's contour of dev error, interpolated between the complete trials (the dots).",
+         "missing": f"A contour of the two most important parameters {few}" if not imp
+         else "The study searches fewer than two parameters.", "ok": bool(top2),
+         "fig": lambda: figures.contour(study, top2, target),
+         "png": png(lambda: ovm.plot_contour(study, params=top2, **kw), 7, 5)},
+        {"sid": "timeline", "title": "Timeline of the trials",
+         "why": "When each trial ran, one lane per worker (host:process), its colour its state.",
+         "missing": "No trial has started yet.", "ok": any(r.get("start") for r in g["records"]),
+         "fig": lambda: figures.timeline(g["records"]),
+         "png": png(lambda: ovm.plot_timeline(study), 10, 3.6)},
+        {"sid": "curves", "title": f"Learning curves of the top {len(board)} trials" if board
+         else "Learning curves of the top trials",
+         "why": "Train (dotted) and dev error after each epoch; the grey line marks the epoch whose weights were kept.",
+         "missing": "No complete trial with a recorded curve yet.", "ok": bool(board),
+         "fig": lambda: figures.curves(board, unit), "png": lambda: pngs.curves_png(board, unit)},
+    ]
+
+
+def figures_of(g: dict[str, Any]) -> dict[str, Any]:
+    """The report's plotly figures by section id (None: nothing to draw), for tests and the page."""
+    return {f["sid"]: f["fig"]() if f["ok"] else None for f in plan(g)}
+
+
+def render(g: dict[str, Any], static: bool = False) -> str:
+    """The whole report as one HTML string, drawn from what `gather` collected (nothing is read here
+    but the optuna.Study that Optuna's own plots take). Interactive unless `static`."""
+    from tunectl import figures, pngs
+
+    s = g["summary"]
     unit = "RMSE" if s.get("task") == "regression" else "error rate"
     n_complete = s["states"]["COMPLETE"]
-    target = {"target_name": f"dev {unit}"}
-    board = [r for r in (s.get("leaderboard") or []) if r.get("curve")]
-    with_steps = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
-    values = [v for t in study.get_trials(deepcopy=False) for v in [t.value, *t.intermediate_values.values()]
-              if v is not None and math.isfinite(v)]
-    log_y = bool(values) and min(values) > 0 and max(values) / min(values) > 20  # errors spanning decades
-
-    def optuna_plot(fn: Callable[..., Any], width: float, height: float, **tidy: Any) -> Callable[[], str]:
-        return lambda: _optuna_png(fn, width, height, **tidy)
-
-    method = g.get("importance_method") or {"method": "Optuna", "why": "How much each parameter matters to dev error"}
-    no_importances = (f"Importances need at least 5 complete trials; this study has {n_complete}." if n_complete < 5
-                      else "Optuna could not compute importances for this study.")
-    parts = [
-        _glance(s, records),
-        _leaderboard(s, g["verdicts"]),
-        _best(s),
-        _figure("history", "Optimization history",
-                "Dev error of each complete trial in the order they ran, and the best so far.",
-                optuna_plot(lambda: ov.plot_optimization_history(study, **target), 9, 3.4, log_y=log_y)
-                if n_complete else None, "No complete trial yet: no history to plot."),
-        _figure("intermediate", "Dev error per epoch, every trial",
-                "What the pruner saw: each trial's dev error after each epoch; the short lines are pruned trials.",
-                optuna_plot(lambda: ov.plot_intermediate_values(study), 9, 3.4, log_y=log_y, legend=False,
-                            ylabel=f"dev {unit}", xlabel="epoch") if with_steps else None,
-                "No trial reported an epoch yet."),
-        _figure("importances", f"Parameter importances ({method['method']})",
-                f"{method['why']}; the numbers `tunectl show` prints.",
-                optuna_plot(lambda: ov.plot_param_importances(study, evaluator=_given_importances(importances),
-                                                              **target), 8, 3.2) if importances else None,
-                no_importances, _importance_table(importances)),
-        _figure("slice", "Each parameter against dev error",
-                "One dot per complete trial (darker: later): where the good trials sit in each parameter's range.",
-                optuna_plot(lambda: ov.plot_slice(study, **target), 13, 3.6, log_y=log_y) if n_complete >= 2 else None,
-                f"A slice view needs at least 2 complete trials; this study has {n_complete}."),
-        _figure("curves", f"Learning curves of the top {min(TOP_CURVES, len(board))} trials" if board
-                else "Learning curves of the top trials",
-                "Train and dev error after each epoch; the dotted line marks the epoch whose weights were kept.",
-                (lambda: _curves_png(board, unit)) if board else None,
-                "No complete trial with a recorded curve yet."),
-        _diagnosis(s, g["diagnosis"], g["diagnosis_missing"], unit),
-        _evaluations(g["evaluations"], g["evaluations_problem"]),
-    ]
+    sections = []
+    for f in plan(g):
+        if static:
+            draw = (lambda f=f: _img(f["png"](), f["title"]))
+        else:
+            draw = (lambda f=f: _plotly_div(f["fig"](), f["sid"]))
+        try:
+            sections.append(_figure(f["sid"], f["title"], f["why"], draw if f["ok"] else None, f["missing"],
+                                    f.get("after", "")))
+        except (ValueError, RuntimeError, TypeError) as err:  # one figure Optuna cannot draw: the rest still render
+            sections.append(_section(f["sid"], f["title"], _note(f"This figure could not be drawn: {err}")))
+    if static:
+        bar = lambda t, d, h: _img(pngs.diagnosis_png(t, d, h, unit), "bias and variance")  # noqa: E731
+    else:
+        bar = lambda t, d, h: _plotly_div(figures.diagnosis(t, d, h, unit), "diagnosis")  # noqa: E731
+    parts = [_glance(s, g["records"]), _leaderboard(s, g["verdicts"], g["records"]), _best(s), *sections,
+             _diagnosis(s, g["diagnosis"], g["diagnosis_missing"], unit, bar),
+             _evaluations(g["evaluations"], g["evaluations_problem"]), _environment(g.get("runs") or [])]
     if n_complete == 0:
         parts.insert(0, _note(f"This study has no complete trial yet ({s['n_trials']} trials: pruned "
                               f"{s['states']['PRUNED']}, failed {s['states']['FAIL']}); most sections are empty. "
@@ -420,11 +408,19 @@ def render(g: dict[str, Any]) -> str:
         parts.insert(0, _note("This study has a single complete trial: there is nothing to compare it with yet, "
                               "and importances need at least 5."))
     stamp = time.strftime("%Y-%m-%d %H:%M")
+    script = ""
+    if not static:  # plotly.js once, inline: the page needs no network
+        from plotly.offline import get_plotlyjs
+
+        script = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    mode = "static figures" if static else "interactive figures: hover for values, drag to zoom, double-click to reset"
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>tunectl report: {e(s['study'])}</title><style>{CSS}</style></head>"
+            f"<title>tunectl report: {e(s['study'])}</title>"
+            # an empty icon: browsers would otherwise ask for /favicon.ico, a failed request
+            f'<link rel="icon" href="data:,"><style>{CSS}</style>{script}</head>'
             f"<body><main><h1>Study {e(s['study'])}</h1>"
             f'<p class="sub">tunectl morning report, written {e(stamp)}; errors are {e(unit)}s on the dev split '
-            f"unless marked test.</p>{''.join(parts)}</main></body></html>\n")
+            f"unless marked test; {e(mode)}.</p>{''.join(parts)}</main></body></html>\n")
 
 
 def write_report(path: Path, html_text: str) -> Path:
@@ -452,31 +448,32 @@ def gather(name: str, storage: str | None = None, root: Path | str = studies.ROO
     """Everything the report shows about study `name`, as plain data (read through results.py and
     diagnose.py), plus the optuna.Study for Optuna's own plots."""
     from tunectl.diagnose import study_verdicts
-    from tunectl.results import ATTR, importance_method, importances, open_study, summarize, trial_records
+    from tunectl.results import ATTR, importance_method, importances, open_study, runs, summarize, trial_records
 
+    folder = studies.study_dir(name, Path(root))
     study = open_study(name, storage, root)
-    summary = summarize(study, storage or studies.default_storage_url(name, Path(root)))
-    records = trial_records(study)
+    summary = summarize(study, storage or studies.default_storage_url(name, Path(root)), folder=folder)
+    records = trial_records(study, folder)
     best = summary["best"]["number"] if summary["best"] else None
     meta = study.user_attrs.get(ATTR, {})
     diagnosis, missing = _diagnose_best(next((r for r in records if r["number"] == best), None), meta, name)
-    evaluations, problem = load_evaluations(studies.study_dir(name, Path(root)))
+    evaluations, problem = load_evaluations(folder, study)
     imp = importances(study)  # quiet: Optuna's notes on few trials per regime are silenced there
     return {"summary": summary, "study": study, "importances": imp, "importance_method": importance_method(),
             "records": records,
             "verdicts": study_verdicts(summary["leaderboard"], meta),  # the column `tunectl show` prints
             "diagnosis": diagnosis, "diagnosis_missing": missing, "evaluations": evaluations,
-            "evaluations_problem": problem}
+            "evaluations_problem": problem, "runs": runs(study)}
 
 
 def report_study(name: str, storage: str | None = None, root: Path | str = studies.ROOT,
-                 out: Path | str | None = None) -> Path:
+                 out: Path | str | None = None, static: bool = False) -> Path:
     """`tunectl report`: gather, render, write atomically (studies/<study>/report.html by default)."""
     from tunectl.diagnose import check_out_file
 
     if out is not None:  # a folder (or a path under a file) is bad input: refused before the study is read
         check_out_file(out, "--out", "report.html")
-    text = render(gather(name, storage, root))
+    text = render(gather(name, storage, root), static)
     path = Path(out) if out else studies.study_dir(name, Path(root)) / "report.html"
     check_out_file(path, "--out", "report.html")
     return write_report(path, text)

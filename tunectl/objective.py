@@ -16,7 +16,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunectl import studies, workers
+from tunectl import checkpoints, studies, workers
 from tunectl.numbers import clean
 from tunectl.space import suggest, trial_config
 
@@ -25,11 +25,13 @@ MAX_CONSECUTIVE_FAILURES = 10  # that many failures in a row is a misconfigurati
 
 class Objective:
     """Optuna's objective for a study's settings (a tune.TuneSettings) on its training and dev splits;
-    `base` is the TrainConfig under the space, `on_start` is called once the trial is running."""
+    `base` is the TrainConfig under the space, `on_start` is called once the trial is running,
+    `storage` is the study's Optuna storage (where kept checkpoints are listed)."""
 
-    def __init__(self, settings: Any, splits, base, device=None, on_start: Callable[[], None] = lambda: None):
+    def __init__(self, settings: Any, splits, base, device=None, on_start: Callable[[], None] = lambda: None,
+                 storage=None):
         self.settings, self.splits, self.device, self.on_start = settings, splits, device, on_start
-        self.base = base
+        self.base, self.storage = base, storage
 
     def __call__(self, trial: optuna.Trial) -> float:
         curve: list[dict[str, float]] = []
@@ -37,15 +39,23 @@ class Objective:
             return self._run(trial, curve)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", "interrupted")
-            trial.set_user_attr("curve", curve)
+            self._record_curve(trial, curve)
             raise
         except optuna.TrialPruned:
             raise
         except Exception as e:  # noqa: BLE001 - recorded with its message, and the study goes on
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             trial.set_user_attr("reason", f"failed: {type(e).__name__}: {msg}"[:500])
-            trial.set_user_attr("curve", curve)
+            self._record_curve(trial, curve)
             raise
+
+    def _record_curve(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> None:
+        """The curve whole in trials/N/curve.json; in the trial only the per-epoch train error (its
+        dev error is the trial's intermediate values already)."""
+        if not curve:
+            return
+        studies.write_curve(self.settings.folder, trial.number, curve)
+        trial.set_user_attr("train_errors", train_errors(curve, len(self.splits.x_train), self.splits.task))
 
     def _run(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> float:
         from tunectl.train import batch_size_for, fit
@@ -61,10 +71,12 @@ class Objective:
         workers.check_stop()  # a stop asked while Optuna created this trial: record it as interrupted
         chosen = suggest(trial, s.space)
         cfg = trial_config(s.space, chosen, self.base)
-        trial.set_user_attr("params", chosen)
-        trial.set_user_attr("config", cfg.to_dict())
-        # a batch at least as large as the training split is the full batch: the size actually used
-        trial.set_user_attr("batch_size_used", batch_size_for(cfg, len(self.splits.x_train)))
+        # the params and the config are the trial's params and the study's record (results.trial_record
+        # rebuilds them); a batch at least as large as the training split is the full batch: recorded
+        # only then, as the size actually used
+        used = batch_size_for(cfg, len(self.splits.x_train))
+        if used != cfg.batch_size:
+            trial.set_user_attr("batch_size_used", used)
         pruned_at: list[int] = []
 
         def on_epoch(epoch: int, m: dict[str, float]) -> bool:
@@ -78,15 +90,12 @@ class Objective:
             return False
 
         hist = fit(cfg, self.splits, on_epoch=on_epoch, on_batch=workers.check_stop, device=self.device)
-        trial.set_user_attr("curve", curve)
+        self._record_curve(trial, curve)
         trial.set_user_attr("train_error", clean(hist.train_error))
-        trial.set_user_attr("dev_error", clean(hist.dev_error))
-        trial.set_user_attr("dev_error_se", clean(hist.dev_error_se))  # noise.py: how far apart is 'better'
+        # the standard errors (noise.py: how far apart is 'better'): a regression's bootstrap cannot be rebuilt
+        trial.set_user_attr("dev_error_se", clean(hist.dev_error_se))
         trial.set_user_attr("train_error_se", clean(hist.train_error_se))
         trial.set_user_attr("best_epoch", hist.best_epoch)
-        trial.set_user_attr("epochs_run", hist.epochs_run)
-        trial.set_user_attr("seconds", hist.seconds)
-        studies.write_curve(s.folder, trial.number, curve)
         if hist.status == "diverged":
             trial.set_user_attr("reason", "diverged")
             raise optuna.TrialPruned("diverged")
@@ -98,39 +107,32 @@ class Objective:
         return hist.dev_error
 
     def _keep_best(self, trial: optuna.Trial, hist) -> None:
-        """Keep the weights of the best few trials only, in Optuna's artifact store.
-
-        The store is a folder: the study's artifacts/, or --artifacts (a path every worker
-        mounts). A trial keeps its file while it is among the best `keep` complete trials;
-        whichever worker finishes a better one removes the superseded files. Trial user
-        attrs: "artifact" (the id) and "checkpoint" (the file, see checkpoint_path).
-        """
-        import tempfile
-
-        from optuna.artifacts import upload_artifact
-        from optuna.artifacts.exceptions import ArtifactNotFound
+        """Keep the weights of the best few trials only (checkpoints.keep_best), in Optuna's artifact
+        store: the study's artifacts/, or --artifacts (a path every worker mounts)."""
         from tunectl.models import save_checkpoint
 
         s = self.settings
-        done = [(t.value, t.number, t.user_attrs.get("artifact"))
-                for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        ranked = sorted([*((v, n) for v, n, _ in done), (hist.dev_error, trial.number)])[: s.keep]
-        keep = {n for _, n in ranked}
-        store = studies.artifact_store(s.artifact_dir)
-        if trial.number in keep and hist.model is not None:
-            with tempfile.TemporaryDirectory(prefix="tunectl-") as tmp:
-                path = Path(tmp) / "model.pt"  # the name Optuna records (and the dashboard offers)
-                save_checkpoint(path, hist.checkpoint({"data": s.data, "trial": trial.number,
-                                                       "manifest": self.splits.manifest}))
-                artifact = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
-            trial.set_user_attr("artifact", artifact)
-            trial.set_user_attr("checkpoint", checkpoint_ref(s, artifact))
-        for _, number, artifact in done:
-            if artifact and number not in keep:
-                try:
-                    store.remove(artifact)
-                except ArtifactNotFound:  # removed before, by this or another worker
-                    pass
+        if self.storage is None or hist.model is None:
+            return
+        complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        done = [(t.value, t.number) for t in complete]
+        legacy = {t.number: t.user_attrs["artifact"] for t in complete if t.user_attrs.get("artifact")}
+        save = lambda path: save_checkpoint(path, hist.checkpoint(  # noqa: E731
+            {"data": s.data, "trial": trial.number, "manifest": self.splits.manifest}))
+        checkpoints.keep_best(self.storage, s.study, trial.number, hist.dev_error, done, s.keep,
+                              studies.artifact_store(s.artifact_dir), save, lambda a: checkpoint_ref(s, a), legacy)
+
+
+def train_errors(curve: list[dict[str, Any]], n: int, task: str) -> Any:
+    """Each epoch's train error, compactly and exactly: for classification the count of training
+    examples misclassified ({"wrong": [...], "of": n}; wrong / of is the error, to the last bit),
+    else the errors themselves. A diverged epoch is null."""
+    errors = [row.get("train_error") for row in curve]
+    if task != "regression" and n > 0:
+        wrong = [None if e is None else round(e * n) for e in errors]
+        if all(w is None or w / n == e for w, e in zip(wrong, errors)):
+            return {"wrong": wrong, "of": n}
+    return errors
 
 
 def checkpoint_ref(settings: Any, artifact: str) -> str:

@@ -374,7 +374,8 @@ def evaluation(console: Console, r: dict[str, Any]) -> None:
         console.print(f"Refit on train+dev for {r['epochs']} epochs (the trial's best epoch count): train error is "
                       f"on train+dev; dev was trained on, so it has no held-out error.")
         console.print(f"Model: {r['model']}", soft_wrap=True)
-    console.print(f"[dim]Look {r['evaluations']} at the test set, recorded in {r['record']}.[/]", soft_wrap=True)
+    console.print(f"[dim]Look {r['evaluations']} at the test set, recorded in the study and in {r['record']}.[/]",
+                  soft_wrap=True)
     if r["evaluated_before"]:
         console.print(f"[yellow]Warning: {r['warning']}.[/]", soft_wrap=True)
 

@@ -6,8 +6,10 @@ Everything here reads; nothing starts a trial or writes to a study. The CLI, `ev
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +30,96 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+_STORAGES: "weakref.WeakKeyDictionary[optuna.Study, Any]" = weakref.WeakKeyDictionary()  # study -> its storage
+
+
 def open_study(name: str, storage: str | None = None, root: str | Path = studies.ROOT) -> optuna.Study:
     quiet_optuna()
     studies.check_root(root)
     url = storage or studies.default_storage_url(name, Path(root))
     st = store.open_storage(url, None, create=False)
     try:
-        return optuna.load_study(study_name=name, storage=st)
+        study = optuna.load_study(study_name=name, storage=st)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
         raise StudyError(f"no study '{name}' in {store.mask_url(url)}" + (f"; studies there: {', '.join(names)}" if names else "")) from None
+    _STORAGES[study] = st  # Optuna keeps a study's storage private; its checkpoints are listed there
+    return study
 
 
-def trial_record(t: FrozenTrial, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A trial as plain data. With the study's record (`meta`), a classification trial recorded before
-    standard errors were stored gets its binomial ones from the split's sizes."""
+def storage_of(study: optuna.Study):
+    """The storage `open_study` opened `study` on (None for a study opened otherwise)."""
+    return _STORAGES.get(study)
+
+
+def _context(study: optuna.Study) -> dict[str, Any]:
+    """What every record of a study is rebuilt from: the study's record (space, base config, split)
+    and its listed checkpoints."""
+    from tunectl import checkpoints
+
+    meta = study.user_attrs.get(ATTR) or {}
+    st = storage_of(study)
+    return {"meta": meta, "kept": checkpoints.kept(st, study.study_name) if st is not None else {},
+            "n_train": (meta.get("manifest") or {}).get("sizes", {}).get("train")}
+
+
+def trial_records(study: optuna.Study, folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every trial of `study` as a plain record (trial_record), in trial-number order, with its standard
+    errors and, for a rechecked trial, its results over new seeds (`recheck`); `folder` is the study
+    folder, where each trial's whole curve is (without it: rebuilt from the trial)."""
+    ctx = _context(study)
+    found = rechecks(study.user_attrs)  # a rechecked trial: its results over new seeds
+    records = [trial_record(t, ctx, folder) for t in study.get_trials(deepcopy=False)]
+    for r in records:
+        r["recheck"] = found.get(r["number"])
+    return records
+
+
+def trial_record(t: FrozenTrial, ctx: dict[str, Any] | None = None, folder: str | Path | None = None) -> dict[str, Any]:
+    """One trial as a plain record. A trial keeps in its user attributes only what Optuna does not
+    hold already (each epoch's train error, the best epoch, the reason it stopped, its worker);
+    the rest is rebuilt: the params from the trial's params, the config from them and the study's
+    record, the dev error from the value or the intermediate values, the curve from trials/N/curve.json
+    (or the trial). Studies made before that kept everything in user attributes: read as they are.
+    A classification trial recorded before standard errors were stored gets its binomial ones from
+    the split's sizes."""
     u = t.user_attrs
+    ctx = ctx or {"meta": {}, "kept": {}, "n_train": None}
+    meta = ctx["meta"]
+    params = u["params"] if "params" in u else _params_of(t, meta)
+    curve = u["curve"] if "curve" in u else _curve_of(t, folder, ctx["n_train"])
+    # no config before the trial has chosen its params (a trial Optuna just made, or one killed then)
+    config = u["config"] if "config" in u else _config_of(params, meta) if t.params else None
+    reported = [v for v in t.intermediate_values.values() if v is not None and math.isfinite(v)]
+    dev = u["dev_error"] if "dev_error" in u else t.value if t.state == TrialState.COMPLETE else (
+        min(reported) if reported else None)
+    kept = ctx["kept"].get(t.number) or {}
+    bs = u.get("batch_size_used", (config or {}).get("batch_size"))
+    seconds = u["seconds"] if "seconds" in u else t.duration.total_seconds() if t.duration else None
     record = {
         "number": t.number,
         "state": t.state.name,
         "value": t.value,
-        "params": u.get("params", t.params),
-        "config": u.get("config"),
+        "params": params,
+        "config": config,
         "train_error": u.get("train_error"),
-        "dev_error": u.get("dev_error", t.value),
+        "dev_error": dev,
         "best_epoch": u.get("best_epoch"),
-        "epochs": u.get("epochs_run", len(u.get("curve", []))),
-        "batch_size_used": u.get("batch_size_used"),
-        "seconds": u.get("seconds"),
+        "epochs": u.get("epochs_run", len(curve)),
+        "batch_size_used": bs,
+        "seconds": seconds,
         "reason": u.get("reason", "worker died" if t.state == TrialState.FAIL else t.state.name.lower()),
-        "curve": u.get("curve", []),
-        "checkpoint": u.get("checkpoint"),
-        "artifact": u.get("artifact"),
+        "curve": curve,
+        "checkpoint": kept.get("checkpoint", u.get("checkpoint")),
+        "artifact": kept.get("artifact", u.get("artifact")),
         "retry_of": u.get("retry_of"),
         "enqueued": u.get("enqueued"),  # warmstart: where a first trial came from (defaults, a file, a study)
         "enqueued_why": u.get("enqueued_why"),
         "dev_error_se": u.get("dev_error_se"),
         "train_error_se": u.get("train_error_se"),
+        "worker": u.get("worker"),
+        "start": t.datetime_start.isoformat(sep=" ") if t.datetime_start else None,
+        "end": t.datetime_complete.isoformat(sep=" ") if t.datetime_complete else None,
     }
     manifest = (meta or {}).get("manifest") or {}
     if manifest.get("task") not in (None, "regression"):
@@ -73,18 +128,6 @@ def trial_record(t: FrozenTrial, meta: dict[str, Any] | None = None) -> dict[str
             if record[key] is None:
                 record[key] = noise.binomial_se(record[key.removesuffix("_se")], sizes.get(split))
     return record
-
-
-def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial of `study` as plain data (trial_record), with its standard errors and, for a
-    rechecked trial, its results over new seeds (`recheck`)."""
-    attrs = study.user_attrs
-    meta = attrs.get(ATTR) or {}
-    found = rechecks(attrs)
-    records = [trial_record(t, meta) for t in study.get_trials(deepcopy=False)]
-    for r in records:
-        r["recheck"] = found.get(r["number"])
-    return records
 
 
 def rechecks(attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -126,6 +169,71 @@ def mark_noise(board: list[dict[str, Any]]) -> None:
                                                                  r.get("dev_error_se"), best.get("dev_error_se"))
 
 
+def _params_of(t: FrozenTrial, meta: dict[str, Any]) -> dict[str, Any]:
+    """The trial's values by the space's names (space.chosen_from_params: one_minus_beta -> beta)."""
+    from tunectl.space import chosen_from_params
+
+    specs = (meta.get("space") or {}).get("params")
+    return chosen_from_params(specs, t.params) if specs else dict(t.params)
+
+
+def _config_of(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial's TrainConfig: the study's base config, its space's fixed values, the trial's params."""
+    from tunectl.config import from_dict
+    from tunectl.errors import TunectlError
+    from tunectl.space import Space, trial_config
+
+    sp, base = meta.get("space"), meta.get("base")
+    if not sp or base is None:
+        return None
+    try:
+        space = Space(sp.get("params") or {}, sp.get("fixed") or {}, sp.get("model"), sp.get("dataset"),
+                      sp.get("epochs", 20), "study", sp.get("model_sha256"), tuple(meta.get("builder_params") or ()))
+        return trial_config(space, params, from_dict(base)).to_dict()
+    except (TunectlError, TypeError, ValueError, KeyError):
+        return None  # a record this version cannot rebuild: shown without a config, never a traceback
+
+
+def _curve_of(t: FrozenTrial, folder: str | Path | None, n_train: int | None) -> list[dict[str, Any]]:
+    """trials/N/curve.json when this machine has the study folder, else the trial's own record: its
+    dev error per epoch (intermediate values) and train error per epoch (user attribute train_errors)."""
+    if folder is not None:
+        rows = studies.read_curve(Path(folder), t.number)
+        if rows is not None:
+            return rows
+    train = t.user_attrs.get("train_errors")
+    if isinstance(train, dict):  # {"wrong": [...], "of": n}: counts of misclassified examples
+        n = train.get("of") or n_train or 1
+        train = [None if w is None else w / n for w in train.get("wrong") or []]
+    train = train if isinstance(train, list) else []
+    steps = max([len(train), *t.intermediate_values.keys()], default=0)
+    return [{"epoch": e, "train_error": train[e - 1] if e <= len(train) else None,
+             "dev_error": t.intermediate_values.get(e), "train_loss": None} for e in range(1, steps + 1)]
+
+
+RUN_PREFIX = "tune run "  # study user attributes, one per `tunectl tune` that ran the study (tune.environment)
+
+
+def runs(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every `tunectl tune` that ran the study (creator, resumes, joined workers), oldest first."""
+    found = [v for k, v in study.user_attrs.items() if k.startswith(RUN_PREFIX) and isinstance(v, dict)]
+    return sorted(found, key=lambda v: (str(v.get("time")), str(v.get("host")), str(v.get("pid"))))
+
+
+LOOK_PREFIX = "test look "  # study user attributes, one per look at the test set: "test look <time> <host>:<pid> <id>"
+
+
+def test_looks(study: optuna.Study | None, folder: str | Path) -> list[dict[str, Any]]:
+    """Every look at the test set, oldest first: those recorded in the study (every machine's, on a
+    shared storage) and this machine's evaluations.json (older looks, made before the study recorded
+    them), each once. A damaged evaluations.json is refused (studies.read_evaluations)."""
+    recorded = [v for k, v in (study.user_attrs if study is not None else {}).items()
+                if k.startswith(LOOK_PREFIX) and isinstance(v, dict)]
+    merged = {str(v.get("id") or (v.get("time"), v.get("trial"), v.get("test_error"))): v
+              for v in [*studies.read_evaluations(Path(folder)), *recorded]}
+    return sorted(merged.values(), key=lambda v: (str(v.get("time")), str(v.get("id"))))
+
+
 def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None,
                complete: bool = False) -> dict[str, Any]:
     """The trial a command works on: `number`, or the best complete one (the lowest dev error, then
@@ -153,6 +261,21 @@ def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = N
     return record
 
 
+def dashboard_args(name: str, storage: str | None = None, root: str | Path = studies.ROOT,
+                   artifacts: str | Path | None = None) -> dict[str, Any]:
+    """What `tunectl dashboard` hands optuna-dashboard's run_server: the study's storage and its
+    artifact store (--artifacts, else the folder the study recorded, else <study folder>/artifacts),
+    so that a trial's checkpoint downloads. Reading only: no folder is made."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    study = open_study(name, storage, root)  # a missing study is one clear line, not an empty dashboard
+    folder = Path(artifacts) if artifacts else Path((study.user_attrs.get(ATTR) or {}).get("artifacts")
+                                                    or studies.study_dir(name, Path(root)) / "artifacts")
+    if folder.exists() and not folder.is_dir():
+        raise StudyError(f"--artifacts {folder}: is a file; give the folder that holds the study's checkpoints")
+    return {"storage": storage_of(study), "artifact_store": FileSystemArtifactStore(folder), "artifacts": folder}
+
+
 def checkpoint_path(study_folder: str | Path, record: dict[str, Any]) -> Path | None:
     """The model.pt of a trial record (trial_record), or None when it kept none (not among the best).
 
@@ -166,18 +289,15 @@ def checkpoint_path(study_folder: str | Path, record: dict[str, Any]) -> Path | 
     return path if path.is_file() else None
 
 
-def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10) -> dict[str, Any]:
+def summarize(study: optuna.Study, storage_url: str | None = None, top: int = 10,
+              folder: str | Path | None = None) -> dict[str, Any]:
     """Everything `show`, `tune --json` and the report print: one source of truth."""
     trials = study.get_trials(deepcopy=False)
     states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
-    attrs = study.user_attrs
-    meta = attrs.get(ATTR, {})
-    found = rechecks(attrs)
-    records = [trial_record(t, meta) for t in trials]
-    for r in records:
-        r["recheck"] = found.get(r["number"])
+    records = trial_records(study, folder)
     complete = sorted((r for r in records if r["state"] == "COMPLETE"), key=lambda r: (r["value"], r["number"]))
     mark_noise(complete)
+    meta = study.user_attrs.get(ATTR, {})
     max_epochs = meta.get("space", {}).get("epochs", 0)
     used = sum(r["epochs"] or 0 for r in records)
     saved = sum(max(0, max_epochs - (r["epochs"] or 0)) for r in records if r["state"] == "PRUNED")
@@ -214,7 +334,7 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("study", "storage", "dataset", "n_trials", "states", "best", "epochs_used", "epochs_saved", "interrupted",
             "seconds", "importances", "importance_method")
     out = {k: summary[k] for k in keys if k in summary}
-    out["leaderboard"] = [{k: v for k, v in r.items() if k not in ("curve", "config")} for r in summary["leaderboard"]]
+    out["leaderboard"] = [{k: v for k, v in r.items() if k not in ("curve", "config", "start", "end")} for r in summary["leaderboard"]]
     for r in out["leaderboard"]:  # the seeds' summary, not their every field
         if r.get("recheck"):
             r["recheck"] = {**{k: v for k, v in r["recheck"].items() if k != "seeds"},

@@ -448,6 +448,17 @@ def suggest(trial: Any, space: Space) -> dict[str, Any]:
     return chosen
 
 
+def chosen_from_params(specs: dict[str, dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values by the space's names, from Optuna's params: what `suggest` returned for it
+    (one_minus_beta -> beta = 1 - one_minus_beta, computed as suggest computes it), in space order."""
+    chosen: dict[str, Any] = {}
+    for name, spec in specs.items():
+        key = f"one_minus_{name}" if spec.get("one_minus") else name
+        if key in params:
+            chosen[name] = 1 - params[key] if spec.get("one_minus") else params[key]
+    return chosen
+
+
 def _suggest_one(trial: Any, name: str, spec: dict[str, Any]) -> Any:
     """Ask Optuna for one value of the distribution the spec makes (_distribution is the one place
     that turns a spec into a range: int, float, log, step, one_minus, categorical)."""

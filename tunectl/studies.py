@@ -159,6 +159,16 @@ def write_curve(folder: Path, number: int, curve: list[dict[str, Any]]) -> None:
     write_json(path / "curve.json", curve)
 
 
+def read_curve(folder: Path, number: int) -> list[dict[str, Any]] | None:
+    """Trial N's curve as written by write_curve, or None when this machine has none (a worker on
+    another machine ran it) or it cannot be read: the reader rebuilds it from the trial then."""
+    try:
+        rows = json.loads((Path(folder) / "trials" / str(number) / "curve.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
+
+
 def read_evaluations(folder: Path) -> list[dict[str, Any]]:
     """Every recorded look at the test set (evaluations.json), oldest first. A damaged record is
     refused, never read as empty: that would hide earlier looks at the test set."""

@@ -24,7 +24,7 @@ from tunectl.config import TrainConfig, from_dict
 from tunectl.errors import RunError, StudyError, TunectlError
 from tunectl import builders
 from tunectl.builders import is_reference, resolve
-from tunectl.results import ATTR, quiet_optuna
+from tunectl.results import ATTR, RUN_PREFIX, quiet_optuna
 from tunectl.space import Space, parse_space, trial_config
 from tunectl import storage as store
 
@@ -207,6 +207,8 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
         "seed": settings.seed,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if settings.space.builder_params:  # your builder's names: how a trial's config is rebuilt from its params
+        record["builder_params"] = list(settings.space.builder_params)
     if settings.artifacts:  # workers that join without --artifacts use the study's shared folder
         record["artifacts"] = str(Path(settings.artifacts).resolve())
     starts = planned_starts(settings)  # files read, the other study opened: refused before anything is written
@@ -221,6 +223,8 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
         storage = store.open_storage(settings.storage_url, settings.heartbeat)
         study, created = _create_or_join(settings, storage, record, note)
         enqueue_starts(study, settings, starts, created, note)
+        env = environment(settings)  # every tune that runs the study says so: creator, resumes, joiners
+        study.set_user_attr(f"{RUN_PREFIX}{env['time']} {env['host']}:{env['pid']}", env)
         if created:
             from tunectl.space import dump_space
 
@@ -288,7 +292,10 @@ def _create_or_join(settings: TuneSettings, storage, record: dict[str, Any],
             old = study.user_attrs.get(ATTR)
         _check_resume(settings, old, record)
         _record_changes(settings, study, old, note)
+        if study.metric_names is None:  # a study made before tunectl named its objective
+            study.set_metric_names([METRIC])
         return study, False
+    study.set_metric_names([METRIC])  # optuna-dashboard and `optuna` name the objective
     if settings.sampler is None:
         settings.sampler = record["sampler"] = "tpe"
     if settings.pruner is None:
@@ -314,6 +321,35 @@ def _record_changes(settings: TuneSettings, study: optuna.Study, old: dict[str, 
         study.set_user_attr(ATTR, old)
         for key, (was, now) in changes.items():
             note(f"study '{settings.study}': --{key} {now} from now on (it was {was}); recorded in the study")
+
+
+METRIC = "dev error"  # the objective's name, shown by optuna-dashboard and the `optuna` CLI
+
+
+def environment(settings: TuneSettings) -> dict[str, Any]:
+    """What ran the study, for the report's environment section: the command line, the versions,
+    the device, this machine, and the git commit of the working folder when it is a repository."""
+    import platform
+    import shlex
+    import socket
+    import subprocess
+    import sys
+
+    import torch
+
+    import tunectl
+    from tunectl.train import pick_device
+
+    commit = None
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = done.stdout.strip() or None if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"command": shlex.join(["tunectl", *sys.argv[1:]]), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(), "git": commit,
+            "tunectl": tunectl.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "optuna": optuna.__version__, "device": str(pick_device(settings.device)), "jobs": settings.jobs}
 
 
 DEFAULT_SPACE = "quick"  # a shipped space (searchspaces/quick.yaml): found from any folder
@@ -444,7 +480,8 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
     if on_trial is not None:
         callbacks.append(lambda study, trial: on_trial())
     gate = workers.Gate(settings.folder / ".trials.lock")
-    run = objective.Objective(settings, splits, base_config(settings), settings.device, on_start=gate.release)
+    run = objective.Objective(settings, splits, base_config(settings), settings.device, on_start=gate.release,
+                              storage=storage)
     workers.run_trials(study, run, gate, settings.n_trials, settings.timeout, callbacks, settings.storage_url)
 
 
@@ -505,7 +542,7 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     optuna.storages.fail_stale_trials(study)
-    out = results.summarize(study, settings.storage_url)
+    out = results.summarize(study, settings.storage_url, folder=settings.folder)
     out["interrupted"] = workers.Stop.requested
     out["seconds"] = time.time() - start
     out["importances"] = results.importances(study)
