@@ -112,6 +112,7 @@ def test_a_regression_trial_stores_a_bootstrapped_se(tmp_path):
                    "--pruner", "none", "--json"))
     from tunectl.results import open_study
 
-    u = open_study("r", root=tmp_path / "s").get_trials()[0].user_attrs
+    t = open_study("r", root=tmp_path / "s").get_trials()[0]
+    u = t.user_attrs  # the dev error is the trial's value; its bootstrapped SE is stored (it cannot be rebuilt)
     # an RMSE's SE: positive, and much smaller than the RMSE itself on ~88 dev examples
-    assert 0 < u["dev_error_se"] < u["dev_error"] / 3 and 0 < u["train_error_se"] < u["dev_error_se"]
+    assert 0 < u["dev_error_se"] < t.value / 3 and 0 < u["train_error_se"] < u["dev_error_se"]
