@@ -147,6 +147,7 @@ class DataSettings:
     train_fraction: float = 1.0  # train on this seeded share of the training split
     classes: str | None = None  # keep these classes only, relabelled 0..k-1: "0-4", "5,6,7", "cat,dog"
     download: bool = False  # fetch a torchvision data set if absent (never stored)
+    stream: bool = False  # read image batches from the memory-mapped bytes (never stored: same results)
 
     KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes")
 
@@ -159,11 +160,11 @@ class DataSettings:
             raise DataError(f"data: unknown key {_short(unknown[0], 60)}; allowed: {', '.join(cls.KEYS)}")
         checked = check_data_settings(data)
         for key, value in changes.items():
-            if value is not None and key != "download":
+            if value is not None and key not in ("download", "stream"):
                 checked[key] = _check_flag(key, value)
         if isinstance(checked.get("split"), list):
             checked["split"] = ",".join(str(v) for v in checked["split"])
-        return cls(**checked, download=bool(changes.get("download")))
+        return cls(**checked, download=bool(changes.get("download")), stream=bool(changes.get("stream")))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
@@ -269,22 +270,31 @@ def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dat
     rows = relabel[ds.y] >= 0
     names = [ds.classes[i] for i in keep]
     new_task = task or ("binary" if len(keep) == 2 else "multiclass")
-    out = Dataset(ds.x[rows], relabel[ds.y[rows]], new_task, ds.name, names, ds.is_image, ds.flips_ok)
+    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names, x_digest=None)
     return out, {"selection": text, "names": names, "indices": keep}
 
-def read_dataset(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
-    """The data set `settings` name, its --classes selected (with the selection's manifest record, or None)."""
+def read_dataset(settings: "DataSettings", raw: bool = False) -> tuple[Dataset, dict[str, Any] | None]:
+    """The data set `settings` name, its --classes selected (with the selection's manifest record, or None).
+    raw: images read as bytes stay bytes (see `make_splits`)."""
     if settings.classes is None:
-        return load_dataset(settings.spec), None
+        return load_dataset(settings.spec, raw), None
     spec = settings.spec
     if spec.task == "regression":
         raise DataError(f"--classes {_short(settings.classes)}: --task regression has no classes; drop --classes")
     # a forced binary task applies to the selection (binary on ten digits would be refused before it)
-    ds = load_dataset(replace(spec, task=None) if spec.task == "binary" else spec)
+    ds = load_dataset(replace(spec, task=None) if spec.task == "binary" else spec, raw)
     return select_classes(ds, settings.classes, spec.task)
 
 def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+def _data_digest(ds: Dataset) -> str:
+    """The hash of the examples as float32, whether they are held as floats or as bytes."""
+    if ds.x.dtype != torch.uint8 or not ds.pixels:
+        return _digest(ds.x)
+    from tunectl.pixels import float_digest
+
+    return ds.x_digest or float_digest(ds.x, ds.pixels)
 
 def split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     from sklearn.model_selection import train_test_split
@@ -314,11 +324,15 @@ def make_splits(
     include_test: bool = False,
     spec: DataSpec | None = None,
     classes: dict[str, Any] | None = None,
+    stream: bool = False,
 ) -> Splits:
     """Split once, seeded and stratified; scale with training statistics only.
 
     The test split is left out unless `include_test` (only `tunectl evaluate` asks). `classes`:
-    the --classes record from `read_dataset`, kept in the manifest.
+    the --classes record from `read_dataset`, kept in the manifest. Images read as bytes (a uint8
+    `ds.x`, `ds.pixels` set) stay bytes: the splits are `pixels.Rows`, scaled per mini-batch, with
+    the same statistics, hash and values as the float32 path; `stream` (or a data set larger than
+    a share of memory) reads each batch from the mapped bytes rather than the device.
     """
     check_split_seed(seed)
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
@@ -334,7 +348,7 @@ def make_splits(
         "n_examples": len(ds.y),
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "hashes": {k: _digest(torch.from_numpy(v)) for k, v in (("train", train), ("dev", dev), ("test", test))},
-        "data_hash": _digest(ds.x) + _digest(ds.y),
+        "data_hash": _data_digest(ds) + _digest(ds.y),
         "task": ds.task,
     }
     if classes is not None:
@@ -345,14 +359,29 @@ def make_splits(
         train = np.sort(rng.choice(train, size=keep, replace=False))
         manifest["train_fraction"] = train_fraction
         manifest["train_used"] = len(train)
-    x_tr, y_tr = ds.x[train], ds.y[train]
-    if ds.is_image:  # one mean/std per channel
+    if stream and not ds.pixels:
+        raise DataError(f"--stream: {ds.name} is not held as image bytes (only folder:, mnist, fashion_mnist, "
+                        f"cifar10 and npz/py: data with uint8 images stream); drop --stream")
+    y_tr = ds.y[train]
+    if ds.pixels:  # images read as bytes, or their float32 conversion: the same statistics either way
+        from tunectl.pixels import channel_stats
+
+        mean, std = channel_stats(ds.x, train, ds.pixels)
+    elif ds.is_image:  # one mean/std per channel
+        x_tr = ds.x[train]
         dims = [0, *range(2, ds.x.ndim)]
         mean, std = x_tr.mean(dim=dims, keepdim=True)[:1], x_tr.std(dim=dims, keepdim=True)[:1]
     else:  # one mean/std per feature
+        x_tr = ds.x[train]
         mean, std = x_tr.mean(dim=0, keepdim=True), x_tr.std(dim=0, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # NaN (one example) fails '>' too  # constant features stay as they are
-    scale = lambda x: (x - mean) / std  # noqa: E731
+    if ds.x.dtype == torch.uint8 and ds.pixels:  # bytes: views of the whole array, scaled per mini-batch
+        from tunectl.pixels import Rows, should_stream
+
+        stream = stream or should_stream(ds.x.numel())
+        part = lambda rows: Rows(ds.x, torch.from_numpy(rows), ds.pixels, mean, std, stream)  # noqa: E731
+    else:
+        part = lambda rows: (ds.x[rows] - mean) / std  # noqa: E731
     y_scale, y_mean = 1.0, 0.0
     if ds.task == "regression":
         y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) if len(y_tr) > 1 else 1.0
@@ -361,16 +390,19 @@ def make_splits(
     manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale}
     out_dim = ds.n_classes if ds.task == "multiclass" else 1
     return Splits(
-        scale(x_tr), ty(y_tr), scale(ds.x[dev]), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
+        part(train), ty(y_tr), part(dev), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
         manifest, ds.is_image, ds.flips_ok, y_scale, ds.classes,
-        (scale(ds.x[test]), ty(ds.y[test])) if include_test else None,
+        (part(test), ty(ds.y[test])) if include_test else None,
     )
 
-def load_splits(settings: DataSettings, include_test: bool = False) -> Splits:
-    """Read the data set and split it as `settings` say (include_test: only `evaluate` does)."""
-    ds, classes = read_dataset(settings)
+def load_splits(settings: DataSettings, include_test: bool = False, raw: bool = False) -> Splits:
+    """Read the data set and split it as `settings` say (include_test: only `evaluate` does).
+
+    raw: image data read as bytes stay bytes (`pixels.Rows`, scaled per mini-batch; `train.fit`
+    takes them); otherwise every split is a float32 tensor. The numbers are the same either way."""
+    ds, classes = read_dataset(settings, raw)
     return make_splits(ds, settings.ratios, settings.split_seed, settings.train_fraction, include_test,
-                       settings.spec, classes)
+                       settings.spec, classes, settings.stream)
 
 
 def same_split(a: dict[str, Any], b: dict[str, Any]) -> bool:

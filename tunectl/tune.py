@@ -53,6 +53,7 @@ class TuneSettings:
     base: dict[str, Any] = field(default_factory=dict)  # TrainConfig values under the space (model, init_from)
     device: str | None = None
     artifacts: str | None = None  # checkpoints' folder (Optuna artifact store); None: <study folder>/artifacts
+    stream: bool = False  # image batches read from the mapped bytes (--stream; same results, never stored)
 
     @property
     def storage_url(self) -> str:
@@ -125,7 +126,8 @@ def study_data(settings: TuneSettings):
     """The study's training and dev splits (never its test split: tuning cannot touch it)."""
     from tunectl.data import DataSettings, load_splits  # torch: only where data are loaded
 
-    return load_splits(DataSettings.from_dict(settings.data), include_test=False)
+    # images as bytes (raw): every worker maps the same decode cache rather than holding its own floats
+    return load_splits(DataSettings.from_dict(settings.data, stream=settings.stream), include_test=False, raw=True)
 
 
 def base_config(settings: TuneSettings) -> TrainConfig:
