@@ -2,7 +2,7 @@
 
 A `folder:` data set is decoded once; every later command (and every worker of a `tune --jobs N`)
 maps the same `images.npy` and reads no image. The key is a fingerprint of what the images are
-made from: each file's path under the folder, size and modification time, the class names and
+made from: the folder, each file's path under it, size and modification time, the class names and
 the image size, so a file added, removed, replaced or touched gives a new cache, never a stale one.
 
 Where: TUNECTL_CACHE, or ~/.cache/tunectl. An entry is `folders/<key>/` holding images.npy,
@@ -94,8 +94,11 @@ def folder_key(root: Path, image_size: int | None) -> str:
 
 def fingerprint(root: Path, samples: Sequence[tuple[str, int]], classes: Sequence[str],
                 image_size: int | None) -> str:
-    """The key: each file's path under `root`, size and mtime (ns), the classes and the image size."""
-    h = hashlib.sha256(json.dumps({"version": VERSION, "image_size": image_size, "classes": list(classes)}).encode())
+    """The key: the folder, each file's path under it, size and mtime (ns), the classes and the image size.
+    The folder's own path is part of it: two copies with equal names, sizes and times (an archive
+    unpacked twice) may still hold different pixels."""
+    h = hashlib.sha256(json.dumps({"version": VERSION, "root": str(Path(root).resolve()), "image_size": image_size,
+                                   "classes": list(classes)}).encode())
     for path, label in samples:
         st = os.stat(path)
         h.update(f"\0{os.path.relpath(path, root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}".encode())
