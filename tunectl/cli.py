@@ -365,7 +365,8 @@ def evaluate(
         stdout, stderr = consoles(json_out, quiet)
         if refit:
             stderr.print(f"[dim]refitting trial {'(best)' if trial is None else trial} on train+dev ...[/]")
-        r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model)
+        with decoding(json_out, quiet):
+            r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model)
         if json_out:
             return print_json(r)
         evaluation(stdout, r)
@@ -420,8 +421,9 @@ def diagnose(
         from tunectl.report import curve_point, diagnosis_overview, diagnosis_panel
 
         stdout, stderr = consoles(json_out, quiet)
-        out = diagnose_target(target, trial, human_error, Thresholds(bias_threshold, variance_threshold), data_curve,
-                              next_space, all_trials, storage, root, device, on_curve=lambda p: curve_point(stderr, p))
+        with decoding(json_out, quiet):
+            out = diagnose_target(target, trial, human_error, Thresholds(bias_threshold, variance_threshold), data_curve,
+                                  next_space, all_trials, storage, root, device, on_curve=lambda p: curve_point(stderr, p))
         if json_out:
             return print_json({k: v for k, v in out.items() if k != "overview"})
         if out.get("overview"):
