@@ -25,16 +25,16 @@ import torch
 # how a source turns its bytes into floats; the float32 path applies the same one to the whole data set
 CONVERSIONS = ("/255", "*1/255", "float")  # torchvision's data sets, torchvision's ToDtype(scale=True), npz
 
-CHUNK = 2048  # rows per pass when computing statistics or a digest: bounded temporary memory
+CHUNK_BYTES = 8 << 20  # float64 bytes per pass when computing statistics or a digest: bounded temporary memory
 
 STREAM_SHARE = 0.5  # stream when the bytes are more than this share of the memory available
 
 
 def to_float(x: torch.Tensor, how: str) -> torch.Tensor:
-    """Bytes -> float32, as the source's float32 path does it (the bits must match)."""
-    x = x.to(torch.float32)
+    """Bytes -> float32, as the source's float32 path does it (the bits must match). Always a new tensor."""
+    x = x.to(torch.float32, copy=True)
     if how == "/255":
-        return x / 255.0
+        return x.div_(255.0)
     if how == "*1/255":
         return x.mul_(1.0 / 255)  # what torchvision's v2.ToDtype(torch.float32, scale=True) computes
     return x
@@ -43,8 +43,9 @@ def to_float(x: torch.Tensor, how: str) -> torch.Tensor:
 def _chunks(x: torch.Tensor, rows: np.ndarray | None, how: str | None):
     """The rows of x (all, or `rows`) as float32, CHUNK at a time, converted if x holds bytes."""
     n = len(x) if rows is None else len(rows)
-    for i in range(0, n, CHUNK):
-        part = x[i:i + CHUNK] if rows is None else x[torch.from_numpy(np.asarray(rows[i:i + CHUNK]))]
+    step = max(1, CHUNK_BYTES // (8 * max(1, x[0].numel())))  # depends on the shape only: the same for bytes and floats
+    for i in range(0, n, step):
+        part = x[i:i + step] if rows is None else x[torch.from_numpy(np.asarray(rows[i:i + step]))]
         yield to_float(part, how) if how and part.dtype == torch.uint8 else part
 
 
@@ -157,7 +158,7 @@ class Rows:
         if single:
             key = torch.tensor([key])
         xb = self.take(key).to(self.device, non_blocking=True)
-        xb = (to_float(xb, self.how) - self.mean) / self.std
+        xb = to_float(xb, self.how).sub_(self.mean).div_(self.std)  # in place: the float32 path's (x - mean) / std
         return xb[0] if single else xb
 
     def floats(self) -> torch.Tensor:

@@ -29,7 +29,7 @@ from tunectl.models import Net, build_model, checkpoint, param_groups
 OnEpoch = Callable[[int, dict[str, float]], Any]
 OnBatch = Callable[[int, int], Any]  # (batches done this epoch, batches per epoch)
 EVAL_BATCH = 4096  # evaluation needs no gradients, so large batches are cheap and fast
-EVAL_BYTES = 64 << 20  # ... up to 64 MiB of inputs a batch: 4096 photos at 224 px would be 2.4 GB
+EVAL_BYTES = 16 << 20  # ... up to 16 MiB of float inputs a batch: 4096 photos at 224 px would be 2.4 GB
 
 
 def _present_devices() -> list[str]:
