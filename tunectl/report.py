@@ -103,17 +103,20 @@ def cache_table(console: Console, listing: dict[str, Any]) -> None:
         return
     t = Table(title=f"Decode cache: {listing['cache']}", title_justify="left")
     for col in ("key", "source folder", "images", "shape", "size", "created", "state"):
-        t.add_column(col, justify="right" if col in ("images", "size") else "left")
+        t.add_column(col, justify="right" if col in ("images", "size") else "left",
+                     overflow="fold" if col == "source folder" else "ellipsis", no_wrap=col != "source folder")
     for e in entries:
         if e["partial"]:
-            t.add_row(e["key"][:12], "-", "-", "-", mib(e["bytes"]), "-", "[red]partial (a killed build)[/]")
+            t.add_row(e["key"][:8], "-", "-", "-", mib(e["bytes"]), "-", "[red]partial[/]")
             continue
-        state = {True: "[green]current[/]", False: "[yellow]stale (folder changed)[/]", None: "[yellow]folder gone[/]"}
+        state = {True: "[green]current[/]", False: "[yellow]stale[/]", None: "[yellow]gone[/]"}
         shape = "x".join(map(str, e["shape"][1:])) if e.get("shape") else "-"
-        t.add_row(e["key"][:12], str(e.get("source") or "-"), f"{e.get('n') or 0:,}", shape, mib(e["bytes"]),
+        t.add_row(e["key"][:8], str(e.get("source") or "-"), f"{e.get('n') or 0:,}", shape, mib(e["bytes"]),
                   str(e.get("created") or "-"), state[e["current"]])
     console.print(t)
-    console.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {mib(listing['bytes'])} in all")
+    console.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {mib(listing['bytes'])} in all "
+                  f"(stale: the folder changed since; gone: the folder is gone; partial: a killed build's leftover). "
+                  f"`tunectl cache clear --stale` removes all but the current ones.")
 
 
 def mib(n: int) -> str:
