@@ -231,8 +231,8 @@ def _fill(where: str, images: np.ndarray, decode, first: np.ndarray) -> None:
     for i in range(1, n):
         image = decode(i)
         if image.shape != shape:
-            raise DataError(f"{where}: images have mixed sizes ({tuple(shape)} and {tuple(image.shape)}, "
-                            f"image {i + 1} of {n}); pass --image-size N to resize them")
+            raise DataError(f"{where}: images have mixed sizes {sorted({tuple(shape), tuple(image.shape)})}; pass "
+                            f"--image-size N to resize them (image {i + 1} of {n} differs from the first)")
         images[i] = image
         if time.monotonic() - last > 0.1 or i == n - 1:
             _progress(i + 1, n)
