@@ -38,6 +38,19 @@ MNIST_FILES = {
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _decode_cache(tmp_path_factory):
+    """The folder decode cache of the whole test run lives in a temporary folder, never in ~/.cache
+    (subprocesses inherit it). Tests of the cache itself point TUNECTL_CACHE elsewhere."""
+    old = os.environ.get("TUNECTL_CACHE")
+    os.environ["TUNECTL_CACHE"] = str(tmp_path_factory.mktemp("decode-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TUNECTL_CACHE", None)
+    else:
+        os.environ["TUNECTL_CACHE"] = old
+
+
 # ----------------------------------------------------------------------------- the CLI, in process
 
 

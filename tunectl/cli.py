@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from contextlib import contextmanager
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
@@ -118,6 +119,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live display: 
 ModelHelp = ("mlp | cnn | transfer | rnn, or your own builder FILE.py:FUNCTION (or package.module:FUNCTION): "
              "FUNCTION(input_shape, out_dim, **params) -> nn.Module with raw outputs; its initialisation stays "
              "yours; the file runs with your rights")
+StreamOpt = Annotated[bool, typer.Option("--stream", help="image data: read each mini-batch from the memory-mapped "
+                     "bytes rather than holding the data set on the device (same split and results; automatic when "
+                     "it is larger than half the memory available)")]
 TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
 
 
@@ -127,6 +131,16 @@ def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=No
     return {"dataset": dataset, "data_dir": str(data_dir) if data_dir is not None else None, "target": target,
             "task": _value(task), "split": split, "image_size": image_size, "split_seed": split_seed, "classes": classes,
             "sequence": sequence, "as_sequence": True if as_sequence else None}
+
+
+@contextmanager
+def decoding(json_out: bool, quiet: bool) -> Iterator[None]:
+    """A `folder:` data set decoded into the cache meanwhile: its progress bar on stderr (none on a cache hit)."""
+    from tunectl import cache
+    from tunectl.report import DecodeDisplay
+
+    with DecodeDisplay(consoles(json_out, quiet)[1]) as display, cache.reporting(display.update, note):
+        yield
 
 
 def _version(value: bool) -> None:
@@ -203,6 +217,7 @@ def train(
     as_sequence: AsSequenceOpt = False,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
+    stream: StreamOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -217,10 +232,11 @@ def train(
         given = {"model": model, "epochs": epochs, "seed": seed,
                  "init_from": str(init_from or weights) if (init_from or weights) else None}
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
-        data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction,
+        data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction, stream=stream,
                                       **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
                                                    sequence, as_sequence))
-        plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
+        with decoding(json_out, quiet):
+            plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
         stdout, stderr = consoles(json_out, quiet)
         with TrainDisplay(stderr, plan.cfg.epochs, f"{data.dataset} {plan.cfg.model}") as display:
             result = runs.execute(plan, on_epoch=display.on_epoch, on_batch=display.on_batch)
@@ -321,6 +337,7 @@ def tune(
     warm_from: Annotated[Optional[str], typer.Option("--warm-from", help="try another study's best trials first "
                          "(same or overlapping space)", autocompletion=complete_study)] = None,
     warm_top: Annotated[int, typer.Option("--warm-top", help="how many of --warm-from's best trials")] = 3,
+    stream: StreamOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -338,11 +355,11 @@ def tune(
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
-            enqueue=[str(p) for p in enqueue or []], warm_from=warm_from, warm_top=warm_top)
+            enqueue=[str(p) for p in enqueue or []], warm_from=warm_from, warm_top=warm_top, stream=stream)
         if store.is_server(settings.storage_url):  # a dead or refusing server: one line, before any display
             store.open_storage(settings.storage_url, None)
         stdout, stderr = consoles(json_out, quiet)
-        with TuneDisplay(stderr, settings.study, trials) as display:
+        with decoding(json_out, quiet), TuneDisplay(stderr, settings.study, trials) as display:
             summary = run_study(settings, on_progress=display.update, on_note=note)
         report_path = None
         if report_:  # run_study returns on a timeout or Ctrl-C as well, so the night's work is reported
@@ -446,7 +463,8 @@ def evaluate(
         stdout, stderr = consoles(json_out, quiet)
         if refit:
             stderr.print(f"[dim]refitting trial {'(best)' if trial is None else trial} on train+dev ...[/]")
-        r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model, _value(attack), eps, steps)
+        with decoding(json_out, quiet):
+            r = evaluate_study(study, trial, refit, root, storage, device, allow_changed_model, _value(attack), eps, steps)
         if json_out:
             return print_json(r)
         evaluation(stdout, r)
@@ -501,8 +519,9 @@ def diagnose(
         from tunectl.report import curve_point, diagnosis_overview, diagnosis_panel
 
         stdout, stderr = consoles(json_out, quiet)
-        out = diagnose_target(target, trial, human_error, Thresholds(bias_threshold, variance_threshold), data_curve,
-                              next_space, all_trials, storage, root, device, on_curve=lambda p: curve_point(stderr, p))
+        with decoding(json_out, quiet):
+            out = diagnose_target(target, trial, human_error, Thresholds(bias_threshold, variance_threshold), data_curve,
+                                  next_space, all_trials, storage, root, device, on_curve=lambda p: curve_point(stderr, p))
         if json_out:
             return print_json({k: v for k, v in out.items() if k != "overview"})
         if out.get("overview"):
@@ -560,6 +579,44 @@ def dashboard(
             pass  # Ctrl-C is how a dashboard is closed: not an error
         except OSError as e:
             fail(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port")
+
+
+# ----------------------------------------------------------------------------- tunectl cache
+
+cache_app = typer.Typer(cls=OneLineGroup, no_args_is_help=True,
+                        help="The decode-once cache of folder: data sets (TUNECTL_CACHE, default ~/.cache/tunectl).")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list", cls=FlagCommand)
+def cache_list(json_out: JsonOpt = False) -> None:
+    """List the cached folders: source, images, shape, size on disk, and whether the folder still matches."""
+    with handled():
+        from tunectl import cache
+        from tunectl.report import cache_table
+
+        listing = cache.listing()
+        if json_out:
+            return print_json(listing)
+        cache_table(consoles(False)[0], listing)
+
+
+@cache_app.command("clear", cls=FlagCommand)
+def cache_clear(
+    stale: Annotated[bool, typer.Option("--stale", help="only the entries whose folder changed or is gone")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove cached folders (all, or --stale ones) and leftovers of killed builds; the next use decodes again."""
+    with handled():
+        from tunectl import cache
+        from tunectl.report import mib
+
+        r = cache.clear(stale)
+        if json_out:
+            return print_json(r)
+        typer.echo(f"removed {len(r['removed'])} entr{'y' if len(r['removed']) == 1 else 'ies'} "
+                   f"({mib(r['freed_bytes'])}) from {r['cache']}"
+                   + (f"; kept {len(r['kept'])}" + (" (current)" if stale else " (being built)") if r["kept"] else ""))
 
 
 def main() -> None:

@@ -157,6 +157,7 @@ class DataSettings:
     sequence: str | None = None  # csv: the text column, read as characters (sequences.py)
     as_sequence: bool = False  # read as sequences: an image as H steps of W features, npz integers as tokens
     download: bool = False  # fetch a torchvision data set if absent (never stored)
+    stream: bool = False  # read image batches from the memory-mapped bytes (never stored: same results)
 
     KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes",
             "sequence", "as_sequence")
@@ -170,11 +171,11 @@ class DataSettings:
             raise DataError(f"data: unknown key {_short(unknown[0], 60)}; allowed: {', '.join(cls.KEYS)}")
         checked = check_data_settings(data)
         for key, value in changes.items():
-            if value is not None and key != "download":
+            if value is not None and key not in ("download", "stream"):
                 checked[key] = _check_flag(key, value)
         if isinstance(checked.get("split"), list):
             checked["split"] = ",".join(str(v) for v in checked["split"])
-        return cls(**checked, download=bool(changes.get("download")))
+        return cls(**checked, download=bool(changes.get("download")), stream=bool(changes.get("stream")))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
@@ -283,35 +284,46 @@ def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dat
     rows = relabel[ds.y] >= 0
     names = [ds.classes[i] for i in keep]
     new_task = task or ("binary" if len(keep) == 2 else "multiclass")
-    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names)
+    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names, x_digest=None)
     return out, {"selection": text, "names": names, "indices": keep}
 
-def read_dataset(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
+def read_dataset(settings: "DataSettings", raw: bool = False) -> tuple[Dataset, dict[str, Any] | None]:
     """The data set `settings` name, its --classes selected (with the selection's manifest record, or None),
-    read as sequences with --as-sequence."""
-    ds, classes = _read_selected(settings)
-    return (sequences.as_sequence(ds) if settings.as_sequence else ds), classes
+    read as sequences with --as-sequence. raw: images read as bytes stay bytes (see `make_splits`);
+    --as-sequence reads them as floats (their rows are a sequence's features)."""
+    ds, classes = _read_selected(settings, raw and not settings.as_sequence)
+    if settings.as_sequence:  # floats by now: their rows are steps, scaled as features (not as pixels)
+        return sequences.as_sequence(replace(ds, pixels=None, x_digest=None)), classes
+    return ds, classes
 
-def _load(spec: DataSpec) -> Dataset:
+def _load(spec: DataSpec, raw: bool = False) -> Dataset:
     if spec.sequence is None:
-        return load_dataset(spec)
+        return load_dataset(spec, raw)
     if not spec.name.startswith("csv:"):
         raise DataError(f"--sequence {_short(spec.sequence)}: names a CSV's text column, but the data set is "
                         f"{_short(spec.name)}; use it with csv:PATH (for images and arrays: --as-sequence)")
     return sequences.load_text_csv(Path(spec.name.removeprefix("csv:")), spec.target, spec.sequence, spec.task)
 
-def _read_selected(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
+def _read_selected(settings: "DataSettings", raw: bool = False) -> tuple[Dataset, dict[str, Any] | None]:
     if settings.classes is None:
-        return _load(settings.spec), None
+        return _load(settings.spec, raw), None
     spec = settings.spec
     if spec.task == "regression":
         raise DataError(f"--classes {_short(settings.classes)}: --task regression has no classes; drop --classes")
     # a forced binary task applies to the selection (binary on ten digits would be refused before it)
-    ds = _load(replace(spec, task=None) if spec.task == "binary" else spec)
+    ds = _load(replace(spec, task=None) if spec.task == "binary" else spec, raw)
     return select_classes(ds, settings.classes, spec.task)
 
 def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+def _data_digest(ds: Dataset) -> str:
+    """The hash of the examples as float32, whether they are held as floats or as bytes."""
+    if ds.x.dtype != torch.uint8 or not ds.pixels:
+        return _digest(ds.x)
+    from tunectl.pixels import float_digest
+
+    return ds.x_digest or float_digest(ds.x, ds.pixels)
 
 def split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     from sklearn.model_selection import train_test_split
@@ -341,11 +353,15 @@ def make_splits(
     include_test: bool = False,
     spec: DataSpec | None = None,
     classes: dict[str, Any] | None = None,
+    stream: bool = False,
 ) -> Splits:
     """Split once, seeded and stratified; scale with training statistics only.
 
     The test split is left out unless `include_test` (only `tunectl evaluate` asks). `classes`:
-    the --classes record from `read_dataset`, kept in the manifest.
+    the --classes record from `read_dataset`, kept in the manifest. Images read as bytes (a uint8
+    `ds.x`, `ds.pixels` set) stay bytes: the splits are `pixels.Rows`, scaled per mini-batch, with
+    the same statistics, hash and values as the float32 path; `stream` (or a data set larger than
+    a share of memory) reads each batch from the mapped bytes rather than the device.
     """
     check_split_seed(seed)
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
@@ -361,7 +377,7 @@ def make_splits(
         "n_examples": len(ds.y),
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "hashes": {k: _digest(torch.from_numpy(v)) for k, v in (("train", train), ("dev", dev), ("test", test))},
-        "data_hash": _digest(ds.x) + _digest(ds.y),
+        "data_hash": _data_digest(ds) + _digest(ds.y),
         "task": ds.task,
     }
     if classes is not None:
@@ -372,22 +388,39 @@ def make_splits(
         train = np.sort(rng.choice(train, size=keep, replace=False))
         manifest["train_fraction"] = train_fraction
         manifest["train_used"] = len(train)
+    if stream and not ds.pixels:
+        raise DataError(f"--stream: {ds.name} is not held as image bytes (only folder:, mnist, fashion_mnist, "
+                        f"cifar10 and npz/py: data with uint8 images stream); drop --stream")
     vocabulary = None
     if ds.sequence == "chars":  # the vocabulary is the training split's characters: dev and test may hold others
         x, vocabulary = sequences.encode_chars(ds.x, train)
         ds = replace(ds, x=x, vocab=len(vocabulary) + 2)
     if ds.sequence:
         manifest["sequence"] = sequences.record(ds, ds.vocab, vocabulary)
-    x_tr, y_tr = ds.x[train], ds.y[train]
+    y_tr = ds.y[train]
     if sequences.is_tokens(ds):  # token ids are names, not numbers: never scaled
         mean, std = torch.zeros(()), torch.ones(())
+    elif ds.pixels:  # images read as bytes, or their float32 conversion: the same statistics either way
+        from tunectl.pixels import channel_stats
+
+        mean, std = channel_stats(ds.x, train, ds.pixels)
     elif ds.is_image:  # one mean/std per channel
+        x_tr = ds.x[train]
         dims = [0, *range(2, ds.x.ndim)]
         mean, std = x_tr.mean(dim=dims, keepdim=True)[:1], x_tr.std(dim=dims, keepdim=True)[:1]
     else:  # one mean/std per feature
+        x_tr = ds.x[train]
         mean, std = x_tr.mean(dim=0, keepdim=True), x_tr.std(dim=0, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # NaN (one example) fails '>' too  # constant features stay as they are
-    scale = (lambda x: x) if sequences.is_tokens(ds) else (lambda x: (x - mean) / std)  # noqa: E731
+    if sequences.is_tokens(ds):
+        part = lambda rows: ds.x[rows]  # noqa: E731
+    elif ds.x.dtype == torch.uint8 and ds.pixels:  # bytes: views of the whole array, scaled per mini-batch
+        from tunectl.pixels import Rows, should_stream
+
+        stream = stream or should_stream(ds.x.numel())
+        part = lambda rows: Rows(ds.x, torch.from_numpy(rows), ds.pixels, mean, std, stream)  # noqa: E731
+    else:
+        part = lambda rows: (ds.x[rows] - mean) / std  # noqa: E731
     y_scale, y_mean = 1.0, 0.0
     if ds.task == "regression":
         y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) if len(y_tr) > 1 else 1.0
@@ -396,17 +429,20 @@ def make_splits(
     manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale}
     out_dim = ds.n_classes if ds.task == "multiclass" else 1
     return Splits(
-        scale(x_tr), ty(y_tr), scale(ds.x[dev]), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
+        part(train), ty(y_tr), part(dev), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
         manifest, ds.is_image, ds.flips_ok, y_scale, ds.classes,
-        (scale(ds.x[test]), ty(ds.y[test])) if include_test else None,
+        (part(test), ty(ds.y[test])) if include_test else None,
         ds.vocab, None if sequences.is_tokens(ds) else std,
     )
 
-def load_splits(settings: DataSettings, include_test: bool = False) -> Splits:
-    """Read the data set and split it as `settings` say (include_test: only `evaluate` does)."""
-    ds, classes = read_dataset(settings)
+def load_splits(settings: DataSettings, include_test: bool = False, raw: bool = False) -> Splits:
+    """Read the data set and split it as `settings` say (include_test: only `evaluate` does).
+
+    raw: image data read as bytes stay bytes (`pixels.Rows`, scaled per mini-batch; `train.fit`
+    takes them); otherwise every split is a float32 tensor. The numbers are the same either way."""
+    ds, classes = read_dataset(settings, raw)
     return make_splits(ds, settings.ratios, settings.split_seed, settings.train_fraction, include_test,
-                       settings.spec, classes)
+                       settings.spec, classes, settings.stream)
 
 
 def same_split(a: dict[str, Any], b: dict[str, Any]) -> bool:

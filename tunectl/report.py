@@ -56,6 +56,73 @@ class TrainDisplay:
         )
 
 
+class DecodeDisplay:
+    """Decoding a folder into the cache: a bar with images per second and the time left, then one line.
+
+    Nothing is drawn when the cache already holds the folder (no progress is reported)."""
+
+    def __init__(self, console: Console, what: str = "decoding images into the cache"):
+        from rich.progress import TimeRemainingColumn
+
+        self.console, self.what = console, what
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.task = None
+        self.start = 0.0
+
+    def __enter__(self) -> "DecodeDisplay":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        import time
+
+        if self.task is None:
+            self.start = time.perf_counter()
+            self.task = self.progress.add_task(self.what, total=total, rate="")
+            self.progress.start()
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        rate = f"{done / seconds:,.0f} images/s" if done > 1 else ""
+        self.progress.update(self.task, completed=done, total=total, rate=rate)
+        if done >= total:
+            self.progress.stop()
+            self.console.print(f"[dim]decoded {total:,} images in {seconds:.1f} s ({total / seconds:,.0f} images/s) "
+                               f"into the cache; the next command maps them[/]")
+
+
+def cache_table(console: Console, listing: dict[str, Any]) -> None:
+    """`tunectl cache list`: one row per entry (its folder, images, shape, size, whether it is current)."""
+    entries = listing["entries"]
+    if not entries:
+        console.print(f"The cache in {listing['cache']} is empty.")
+        return
+    t = Table(title=f"Decode cache: {listing['cache']}", title_justify="left")
+    for col in ("key", "source folder", "images", "shape", "size", "created", "state"):
+        t.add_column(col, justify="right" if col in ("images", "size") else "left",
+                     overflow="fold" if col == "source folder" else "ellipsis", no_wrap=col != "source folder")
+    for e in entries:
+        if e["partial"]:
+            t.add_row(e["key"][:8], "-", "-", "-", mib(e["bytes"]), "-", "[red]partial[/]")
+            continue
+        state = {True: "[green]current[/]", False: "[yellow]stale[/]", None: "[yellow]gone[/]"}
+        shape = "x".join(map(str, e["shape"][1:])) if e.get("shape") else "-"
+        t.add_row(e["key"][:8], str(e.get("source") or "-"), f"{e.get('n') or 0:,}", shape, mib(e["bytes"]),
+                  str(e.get("created") or "-"), state[e["current"]])
+    console.print(t)
+    console.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {mib(listing['bytes'])} in all "
+                  f"(stale: the folder changed since; gone: the folder is gone; partial: a killed build's leftover). "
+                  f"`tunectl cache clear --stale` removes all but the current ones.")
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
 def train_summary(console: Console, result: dict[str, Any], task: str) -> None:
     unit = "RMSE" if task == "regression" else "error rate"
     t = Table(title=f"Run summary ({unit})", show_header=False, title_justify="left")

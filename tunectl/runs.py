@@ -123,7 +123,7 @@ def plan(values: dict[str, Any], data: DataSettings, out: Path | None = None, fo
     if is_reference(values.get("model")):
         values = {**values, "model": resolve(values["model"])}
     cfg = config_for(values, allow_changed)
-    splits = load_splits(data)
+    splits = load_splits(data, raw=True)  # images stay bytes, scaled per mini-batch: same numbers, 4x less memory
     check(cfg, splits)  # a batch too large, cnn on tabular data, transfer without a source
     out = Path(out) if out else new_run_dir(RUNS, data.dataset, cfg.model)
     return Plan(cfg, data, splits, out, force, device)

@@ -8,12 +8,11 @@ scaling and the manifest are `data.py`'s.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import gzip
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +73,8 @@ class Dataset:
     sequence: str = ""  # "" | floats (N x T x F) | tokens (N x T ids, 0 = padding) | chars (code points): sequences.py
     vocab: int = 0  # tokens: the number of token ids (the embedding's rows)
     integer: bool = False  # x came as integers (an npz): --as-sequence reads N x T of them as token ids
+    pixels: str | None = None  # images read as bytes: how they become floats (pixels.CONVERSIONS); x is uint8 until then
+    x_digest: str | None = None  # the float32 data hash, when the folder cache computed it already
 
     @property
     def n_classes(self) -> int:
@@ -102,7 +103,9 @@ def check_image_size(image_size: Any) -> None:
         raise DataError(f"--image-size {_short(image_size)}: must be a whole number of pixels between 1 and "
                         f"{MAX_IMAGE_SIZE}, e.g. --image-size 64")
 
-def load_dataset(spec: DataSpec) -> Dataset:
+def load_dataset(spec: DataSpec, raw: bool = False) -> Dataset:
+    """The data set `spec` names. raw: image data read as bytes stay uint8 (x) with `pixels` saying how
+    they become floats (see pixels.py); otherwise x is float32, converted exactly that way."""
     name = spec.name
     if not isinstance(name, str) or not name:
         raise DataError(f"data set {_short(name)}: give a name such as digits, csv:PATH or npz:PATH "
@@ -126,6 +129,11 @@ def load_dataset(spec: DataSpec) -> Dataset:
     if spec.task is not None:
         ds = _force_task(ds, spec.task)
     _check(ds)
+    if ds.pixels and not raw:  # the float32 path: the whole data set as floats, as before
+        from tunectl.pixels import to_float
+
+        _check_memory(name, len(ds.x), ds.x[0].numel(), spec.image_size)
+        ds = replace(ds, x=to_float(torch.as_tensor(ds.x), ds.pixels))
     return ds
 
 def _load_sklearn(name: str) -> Dataset:
@@ -191,8 +199,8 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
         classes = list(tvd.MNIST.classes if name == "mnist" else tvd.FashionMNIST.classes)
     if not xs:
         raise DataError(f"{name}: no data in {root.resolve()}; pass --download to fetch it, or --data-dir DIR")
-    x = torch.cat(xs).to(torch.float32) / 255.0
-    return Dataset(x, torch.cat(ys), "multiclass", name, [str(c) for c in classes], True, name != "mnist")
+    x = torch.cat(xs)  # uint8: divided by 255 per mini-batch (raw) or here (load_dataset)
+    return Dataset(x, torch.cat(ys), "multiclass", name, [str(c) for c in classes], True, name != "mnist", "/255")
 
 def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     """A uint8 idx file (MNIST's format), gzipped or not. torchvision's reader opens
@@ -236,39 +244,43 @@ def _CIFAR10(root: str, train: bool, download: bool):
     return _cifar_class()(root, train=train, download=download)
 
 def _load_folder(root: Path, image_size: int | None) -> Dataset:
-    from torchvision import datasets as tvd
+    """Decoded once into the cache (cache.py), then mapped: uint8 images, converted as torchvision's
+    ToDtype(float32, scale=True) converts them (the float32 path's numbers, bit for bit)."""
     from torchvision.transforms import v2
 
+    from tunectl import cache
+    from tunectl.pixels import float_digest
+
+    where = f"folder:{root}"
     if not root.is_dir():
-        raise DataError(f"folder:{root}: no such folder; give a folder with one sub-folder per class")
-    steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        raise DataError(f"{where}: no such folder; give a folder with one sub-folder per class")
+    try:
+        folder = cache.scan(root)
+        key = cache.fingerprint(root, folder.samples, folder.classes, image_size)
+    except (FileNotFoundError, OSError) as e:  # e.g. no images: torchvision names the extensions it reads
+        raise DataError(f"{where}: {e}; put the images in one sub-folder per class") from None
+    steps = [v2.PILToTensor()]  # uint8 C x H x W; a resize works on the PIL image, as before
     if image_size:
         steps.insert(0, v2.Resize((image_size, image_size), antialias=True))
-    try:
-        folder = tvd.ImageFolder(str(root), transform=v2.Compose(steps))
-    except (FileNotFoundError, OSError) as e:  # e.g. no images: torchvision names the extensions it reads
-        raise DataError(f"folder:{root}: {e}; put the images in one sub-folder per class") from None
-    images = []
-    for i, (file, _) in enumerate(folder.samples):
+    transform = v2.Compose(steps)
+
+    def decode(i: int) -> np.ndarray:
+        file = folder.samples[i][0]
         try:
-            image = folder[i][0]
+            return transform(folder.loader(file)).numpy()
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError ...
-            raise DataError(f"folder:{root}: cannot read image {_plain(file, 160)} ({type(e).__name__}: "
+            raise DataError(f"{where}: cannot read image {_plain(file, 160)} ({type(e).__name__}: "
                             f"{_plain(str(e), 80)}); remove or replace that file") from None
-        if i == 0:
-            _check_memory(f"folder:{root}", len(folder), image.numel(), image_size)
-        images.append(image)
-    shapes = {tuple(im.shape) for im in images}
-    if len(shapes) > 1:
-        raise DataError(
-            f"folder:{root}: images have mixed sizes {sorted(shapes)[:3]}; pass --image-size N to resize them"
-        )
-    x = torch.stack(images)
-    y = torch.tensor(folder.targets, dtype=torch.int64)
+
+    describe = {"source": str(root.resolve()), "image_size": image_size, "classes": list(folder.classes)}
+    entry = cache.load_or_build(where, key, len(folder.samples), folder.targets, decode, describe,
+                                finish=lambda images: {"x_digest": float_digest(torch.from_numpy(images), "*1/255")})
+    x = torch.from_numpy(entry.images)
+    y = torch.from_numpy(np.asarray(entry.labels, dtype=np.int64))
     task = "binary" if len(folder.classes) == 2 else "multiclass"
-    return Dataset(x, y, task, f"folder:{root}", list(folder.classes), True, True)
+    return Dataset(x, y, task, where, list(folder.classes), True, True, "*1/255", entry.manifest.get("x_digest"))
 
 def _available_memory() -> int | None:
     try:
@@ -418,8 +430,11 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, where: str) -> Dataset:
         raise DataError(f"{where}: x has shape {x.shape}: no feature to learn from; add features")
     yt, classes, task = _targets(y, where)
     is_image = x.ndim == 4
-    return Dataset(_to_float32(x, where), yt, task, where, classes, is_image,
-                   integer=bool(np.issubdtype(x.dtype, np.integer)))
+    integer = bool(np.issubdtype(x.dtype, np.integer))  # --as-sequence reads N x T integers as token ids
+    if is_image and x.dtype == np.uint8:  # images as bytes: kept as bytes, their float32 values unscaled
+        return Dataset(torch.from_numpy(np.ascontiguousarray(x)), yt, task, where, classes, True, pixels="float",
+                       integer=integer)
+    return Dataset(_to_float32(x, where), yt, task, where, classes, is_image, integer=integer)
 
 def _targets(y: np.ndarray, where: str = "data") -> tuple[torch.Tensor, list[str], str]:
     """Infer the task from the targets: numbers with many distinct values are regression."""
@@ -459,7 +474,7 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
         except ValueError:
             raise DataError(f"--task regression: the targets are class names ({', '.join(ds.classes[:3])}, ...), "
                             f"not numbers; drop --task or give numeric targets") from None
-        return dataclasses.replace(ds, y=y, task=task, classes=[])
+        return replace(ds, y=y, task=task, classes=[])
     if ds.task == "regression":  # each (rounded) value becomes a class; _targets would call them regression again
         values, inverse = np.unique(np.round(ds.y.numpy()).astype(np.int64), return_inverse=True)
         y, classes = torch.tensor(inverse, dtype=torch.int64), [str(v) for v in values]
@@ -467,14 +482,14 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
         y, classes = ds.y, ds.classes
     if task == "binary" and len(classes) != 2:
         raise DataError(f"--task binary: the targets have {len(classes)} classes, not 2")
-    return dataclasses.replace(ds, y=y, task=task, classes=classes)
+    return replace(ds, y=y, task=task, classes=classes)
 
 def _check(ds: Dataset) -> None:
     if len(ds.x) == 0:
         raise DataError(f"{ds.name}: the data set is empty")
     if ds.x[0].numel() == 0:
         raise DataError(f"{ds.name}: the examples have no features (shape {tuple(ds.x.shape[1:])}); add features")
-    if not torch.isfinite(ds.x).all():
+    if ds.x.dtype != torch.uint8 and not torch.isfinite(ds.x).all():  # bytes are always finite
         raise DataError(f"{ds.name}: features contain NaN or infinite values; drop or fill those rows")
     if ds.task == "regression" and not torch.isfinite(ds.y).all():
         raise DataError(f"{ds.name}: targets contain NaN or infinite values; drop or fill those rows")

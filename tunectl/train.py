@@ -30,6 +30,7 @@ from tunectl.models import Net, build_model, checkpoint, param_groups
 OnEpoch = Callable[[int, dict[str, float]], Any]
 OnBatch = Callable[[int, int], Any]  # (batches done this epoch, batches per epoch)
 EVAL_BATCH = 4096  # evaluation needs no gradients, so large batches are cheap and fast
+EVAL_BYTES = 16 << 20  # ... up to 16 MiB of float inputs a batch: 4096 photos at 224 px would be 2.4 GB
 
 
 def _present_devices() -> list[str]:
@@ -178,8 +179,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_sc
     model.eval()
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), device=device)
-    for i in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[i:i + EVAL_BATCH].to(device), y[i:i + EVAL_BATCH].to(device)
+    step = max(1, min(EVAL_BATCH, EVAL_BYTES // max(1, 4 * math.prod(x.shape[1:]))))  # x: a tensor or pixels.Rows
+    for i in range(0, len(x), step):
+        xb, yb = x[i:i + step].to(device), y[i:i + step].to(device)
         out = model(xb)
         loss_sum += _loss(task, out, yb) * len(xb)
         wrong += _wrong(task, out, yb)

@@ -58,6 +58,7 @@ class TuneSettings:
     enqueue: list[str] = field(default_factory=list)  # params files tried first (--enqueue FILE, repeatable)
     warm_from: str | None = None  # another study whose best trials are tried first (--warm-from STUDY)
     warm_top: int = WARM_TOP  # how many of them
+    stream: bool = False  # image batches read from the mapped bytes (--stream; same results, never stored)
 
     @property
     def storage_url(self) -> str:
@@ -132,7 +133,8 @@ def study_data(settings: TuneSettings):
     """The study's training and dev splits (never its test split: tuning cannot touch it)."""
     from tunectl.data import DataSettings, load_splits  # torch: only where data are loaded
 
-    return load_splits(DataSettings.from_dict(settings.data), include_test=False)
+    # images as bytes (raw): every worker maps the same decode cache rather than holding its own floats
+    return load_splits(DataSettings.from_dict(settings.data, stream=settings.stream), include_test=False, raw=True)
 
 
 def base_config(settings: TuneSettings) -> TrainConfig:

@@ -1,0 +1,402 @@
+"""Data at scale: the decode-once cache, images kept as bytes, workers sharing one mapped file, streaming.
+
+On the real MNIST test set written as 10,000 PNGs (one sub-folder per digit: a `folder:` data
+set, read as 3 x 28 x 28 RGB like any ImageFolder), side by side in one run:
+
+  cold / warm    time from a started process to the end of its first epoch (data loaded, split,
+                 one epoch of a 2x256 MLP), with an empty cache (decode + cache write) and with
+                 the cache filled (map it); interpreter and import time excluded, equal in both.
+                 Target: warm <= 0.1x cold.
+  memory train   one process training on the images as float32 (the path before issue 18:
+                 `load_splits(raw=False)`) against bytes (`raw=True`, what `tunectl train` does):
+                 peak proportional set size (PSS) over the process above what it held before
+                 loading data. Target: bytes <= 0.3x float32.
+  memory tune    two worker processes at once (what `tune --jobs 2` runs), bytes against float32,
+                 and two against one: the sum of their PSS (a page of the shared cache file counts
+                 once over all processes that map it). Target: two workers <= 1.2x one worker.
+                 Then the real `tunectl tune --jobs 2` on the folder, its process tree sampled.
+  epoch cost     in one process, interleaved rounds: fit() epochs on the float32 splits, on the
+                 bytes (converted and scaled per mini-batch) and streamed (--stream), with the dev
+                 errors compared to the bit. Target: bytes <= 1.1x float32.
+  --big N        (optional) N synthetic 224 x 224 RGB images, more than half the machine's memory
+                 as float32: the float32 path refuses, `tunectl train --stream` completes an epoch.
+
+    python bench/data_scale.py MNIST_DIR [--rounds 3] [--epochs 2] [--big N] [--keep DIR]
+    python bench/data_scale.py --only-big --big 16000      # the 224 px part alone
+
+MNIST_DIR holds t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (or $TUNECTL_BENCH_DATA).
+Everything is written in a temporary folder (its own TUNECTL_CACHE), removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+# ----------------------------------------------------------------------------- measuring memory
+
+
+def pss(pid: int) -> int:
+    """Proportional set size in bytes (a shared page counts 1/k in each of the k processes mapping it)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def tree(root: int) -> list[int]:
+    """root and every descendant, from /proc/*/stat's parent ids."""
+    parents: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out, frontier = [root], [root]
+    while frontier:
+        frontier = [p for p, pp in parents.items() if pp in frontier]
+        out += frontier
+    return out
+
+
+class Sampler:
+    """The peak over time of the summed PSS of some processes (and their children), every 20 ms."""
+
+    def __init__(self, pids: list[int]):
+        self.pids, self.peak, self.stop = pids, 0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, sum(pss(p) for root in self.pids for p in tree(root)))
+            time.sleep(0.02)
+
+    def done(self) -> int:
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
+# ----------------------------------------------------------------------------- the child: one process, one job
+
+
+def child(args: argparse.Namespace) -> None:
+    """Load the folder (bytes or float32), train --epochs, print timings and memory as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    # imports are not what is measured: the same modules, loaded before the clock and the baseline
+    import PIL.PngImagePlugin  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import torchvision.datasets  # noqa: F401
+    from torchvision.transforms import v2  # noqa: F401
+
+    from tunectl.config import TrainConfig
+    from tunectl.data import DataSettings, load_splits, make_splits
+    from tunectl.sources import Dataset
+    from tunectl.train import fit
+
+    cfg = TrainConfig(model="mlp", depth=2, width=256, epochs=args.epochs, batch_size=64, seed=0)
+    # warm-up on 300 random images, as bytes and as floats: the library code training pages in
+    # (hundreds of MiB of libtorch) is in the baseline, not counted as data memory
+    tiny = torch.randint(0, 256, (300, 3, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(300) % 10
+    for x in (tiny, tiny.float() / 255):
+        ds = Dataset(x, labels, "multiclass", "warm-up", [str(i) for i in range(10)], True, True,
+                     "*1/255" if x.dtype == torch.uint8 else None)
+        fit(cfg.replace(epochs=1), make_splits(ds), device="cpu")
+    before = live()
+    t0 = time.perf_counter()
+    splits = load_splits(DataSettings(dataset=f"folder:{args.folder}", stream=args.stream), raw=args.raw)
+    ready = time.perf_counter() - t0
+    held = live() - before
+    hist = fit(cfg, splits, device="cpu")
+    first = ready + hist.curve[0]["seconds"]
+    images = mapped_pss("images.npy") if args.raw else splits.x_train.nbytes + splits.x_dev.nbytes
+    print(json.dumps({"ready": ready, "first_epoch": first, "before": before, "held": held,
+                      "end": live() - before, "images": images, "dev_error": hist.dev_error}))
+
+
+def mapped_pss(name: str) -> int:
+    """PSS of this process's mappings of files called `name` (the cache's images.npy)."""
+    total, inside = 0, False
+    with open(f"/proc/{os.getpid()}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+                inside = line.rstrip().endswith(name)
+            elif inside and line.startswith("Pss:"):
+                total += int(head[1]) * 1024
+    return total
+
+
+def live() -> int:
+    """This process's PSS once glibc has given its free memory back (malloc_trim): what is in use,
+    not what the allocator keeps for later. The same for both paths."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return pss(os.getpid())
+
+
+def run_children(folder: Path, cache: Path, raw: bool, n: int = 1, epochs: int = 1, stream: bool = False):
+    """n children at once; returns (their JSON lines, the peak of their summed PSS above their baselines)."""
+    cmd = [sys.executable, __file__, "--child", "--folder", str(folder), "--epochs", str(epochs)]
+    cmd += ["--raw"] if raw else []
+    cmd += ["--stream"] if stream else []
+    env = {**ENV, "TUNECTL_CACHE": str(cache)}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    sampler = Sampler([p.pid for p in procs])
+    outs = [p.communicate() for p in procs]
+    peak = sampler.done()
+    for p, (out, err) in zip(procs, outs):
+        if p.returncode != 0:
+            sys.exit(f"child failed ({p.returncode}): {err.strip()[-800:]}")
+    rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    return rows, peak - sum(r["before"] for r in rows)
+
+
+# ----------------------------------------------------------------------------- the bench
+
+
+def write_pngs(data_dir: Path, out: Path) -> int:
+    from PIL import Image
+
+    from tunectl.sources import DataSpec, load_dataset
+
+    ds = load_dataset(DataSpec("mnist", data_dir=str(data_dir)), raw=True)  # the idx files, as bytes
+    for c in range(10):
+        (out / str(c)).mkdir(parents=True, exist_ok=True)
+    for i, (img, label) in enumerate(zip(ds.x[:, 0].numpy(), ds.y.tolist())):
+        Image.fromarray(img, mode="L").save(out / str(label) / f"{i:05d}.png")
+    return len(ds.x)
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:7.1f} MiB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", nargs="?", default=os.environ.get("TUNECTL_BENCH_DATA"),
+                    help="folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--big", type=int, default=0, help="also N synthetic 224x224 RGB images, streamed")
+    ap.add_argument("--parts", default="cold,memory,tune,epoch",
+                    help="which parts to run, comma-separated (default: all of cold,memory,tune,epoch)")
+    ap.add_argument("--only-big", action="store_true", help="run the --big part alone")
+    ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    if args.only_big:
+        if not args.big:
+            ap.error("--only-big needs --big N")
+        work = args.keep or Path(tempfile.mkdtemp(prefix="tunectl-data-scale-"))
+        try:
+            return big(work, args.big)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+    if not args.data or not Path(args.data).is_dir():
+        ap.error("give the folder that holds the MNIST t10k idx files (e.g. ../shared/data/mnist-t10k)")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="tunectl-data-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bench(Path(args.data), work, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(data: Path, work: Path, args: argparse.Namespace) -> None:
+    folder, cache = work / "mnist-png", work / "cache"
+    t = time.perf_counter()
+    n = write_pngs(data, folder) if not folder.is_dir() else sum(1 for _ in folder.rglob("*.png"))
+    print(f"{n} MNIST test images written as PNGs in {time.perf_counter() - t:.1f} s; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes share them)")
+
+    parts = set(args.parts.split(","))
+    if "cold" in parts:
+        cold_warm(folder, cache, args)
+    if "memory" in parts:
+        memory(folder, cache)
+    if "tune" in parts:
+        tune_cli(folder, cache, work)
+    if "epoch" in parts:  # in this process, interleaved rounds
+        epoch_cost(folder, cache, args)
+    if args.big:
+        big(work, args.big)
+
+
+def cold_warm(folder: Path, cache: Path, args: argparse.Namespace) -> None:
+    """A fresh cache, then the same cache, each in a new process."""
+    shutil.rmtree(cache, ignore_errors=True)
+    (cold,), _ = run_children(folder, cache, raw=True)
+    warm = min((run_children(folder, cache, raw=True)[0][0] for _ in range(args.rounds)), key=lambda r: r["first_epoch"])
+    print("\ntime to first epoch (process start excluded)     data ready   first epoch")
+    print(f"  cold cache (decode 10,000 PNGs, write the cache) {cold['ready']:8.2f} s  {cold['first_epoch']:9.2f} s")
+    print(f"  warm cache (map it)                             {warm['ready']:8.2f} s  {warm['first_epoch']:9.2f} s")
+    print(f"  warm / cold: {warm['first_epoch'] / cold['first_epoch']:.3f} to the first epoch, "
+          f"{warm['ready'] / cold['ready']:.3f} to the data ready   (target <= 0.1)")
+
+
+
+def memory(folder: Path, cache: Path) -> None:
+    """One training process, float32 against bytes, then two at once (the cache warm for all)."""
+    (f1,), f1_peak = run_children(folder, cache, raw=False)
+    (b1,), b1_peak = run_children(folder, cache, raw=True)
+    print("\nmemory, one training process (PSS above the process before loading data; 'held': in use, read after")
+    print("malloc_trim, once the data are loaded and again after the epochs; 'peak': sampled every 20 ms, all of it)")
+    print(f"  float32 path: held {mib(f1['held'])} loaded, {mib(f1['end'])} after the epochs; peak {mib(f1_peak)}")
+    print(f"  bytes       : held {mib(b1['held'])} loaded, {mib(b1['end'])} after the epochs; peak {mib(b1_peak)}")
+    print(f"  bytes / float32: held {b1['held'] / max(1, f1['held']):.3f} loaded, {b1['end'] / max(1, f1['end']):.3f} "
+          f"after the epochs; peak {b1_peak / f1_peak:.3f}")
+    print(f"  the images themselves after the epochs: float32 train+dev tensors {mib(f1['images'])}, bytes: the cache "
+          f"file's resident pages {mib(b1['images'])} ({b1['images'] / f1['images']:.3f}x; target <= 0.3)")
+
+    # two workers at once, as `tune --jobs 2` runs them
+    f2, f2_peak = run_children(folder, cache, raw=False, n=2)
+    b2, b2_peak = run_children(folder, cache, raw=True, n=2)
+    print("\nmemory, two worker processes at once (summed PSS above their baselines)")
+    for name, two, one, peak2, peak1 in (("float32 path", f2, f1, f2_peak, f1_peak), ("bytes", b2, b1, b2_peak, b1_peak)):
+        held2, end2 = sum(r["held"] for r in two), sum(r["end"] for r in two)
+        print(f"  {name:12s}: held {mib(held2)} loaded ({held2 / max(1, one['held']):.2f}x one worker's), "
+              f"{mib(end2)} after the epochs ({end2 / max(1, one['end']):.2f}x); peak {mib(peak2)} "
+              f"({peak2 / peak1:.2f}x)")
+    print(f"  the cache file's pages, two workers: {mib(sum(r['images'] for r in b2))} together (PSS: a shared page "
+          f"counts once), {sum(r['images'] for r in b2) / b1['images']:.2f}x one worker's")
+    print(f"  target: two workers' data <= 1.2x one worker's; bytes / float32 with two workers: held "
+          f"{sum(r['end'] for r in b2) / max(1, sum(r['end'] for r in f2)):.3f} after the epochs, peak {b2_peak / f2_peak:.3f}")
+
+
+def tune_cli(folder: Path, cache: Path, work: Path) -> None:
+    space = work / "space.yaml"
+    space.write_text("model: mlp\nepochs: 1\nparams:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+                     "fixed:\n  depth: 2\n  width: 256\n")
+    shutil.rmtree(work / "studies", ignore_errors=True)
+    cmd = [sys.executable, "-m", "tunectl.cli", "tune", "-s", str(space), "-d", f"folder:{folder}", "--trials", "2",
+           "--jobs", "2", "--pruner", "none", "--device", "cpu", "--root", str(work / "studies"), "--json"]
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env={**ENV, "TUNECTL_CACHE": str(cache)}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    sampler = Sampler([p.pid])
+    out, err = p.communicate()
+    peak = sampler.done()
+    if p.returncode != 0:
+        sys.exit(f"tune failed ({p.returncode}): {err.strip()[-800:]}")
+    states = json.loads(out)["states"]
+    print(f"  `tunectl tune --jobs 2` (2 trials, 1 epoch): {states['COMPLETE']} complete in "
+          f"{time.perf_counter() - t:.1f} s, whole process tree's peak PSS {mib(peak)} (interpreters included)")
+
+
+def epoch_cost(folder: Path, cache: Path, args: argparse.Namespace) -> None:
+    os.environ["TUNECTL_CACHE"] = str(cache)
+    import torch
+
+    torch.set_num_threads(1)
+    from dataclasses import replace
+
+    from tunectl.config import TrainConfig
+    from tunectl.data import DataSettings, load_splits
+    from tunectl.train import fit
+
+    s = DataSettings(dataset=f"folder:{folder}")
+    splits = {"float32": load_splits(s), "bytes": load_splits(s, raw=True),
+              "streamed": load_splits(replace(s, stream=True), raw=True)}
+    cfg = TrainConfig(model="mlp", depth=2, width=256, epochs=args.epochs, batch_size=64, seed=0)
+    times: dict[str, list[float]] = {k: [] for k in splits}
+    dev: dict[str, set[float]] = {k: set() for k in splits}
+    for r in range(args.rounds):
+        for k in (list(splits) if r % 2 == 0 else list(reversed(splits))):
+            hist = fit(cfg, splits[k], device="cpu")
+            times[k] += [row["seconds"] for row in hist.curve[1:] or hist.curve]  # the first epoch warms up
+            dev[k].add(hist.dev_error)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nepoch cost, 6,000 training images, 2x256 MLP, batch 64, {args.rounds} interleaved rounds, 1 thread")
+    for k in splits:
+        print(f"  {k:9s} {med[k]:.3f} s an epoch (median of {len(times[k])})  {med[k] / med['float32']:.3f}x float32"
+              f"   dev error {sorted(dev[k])}")
+    same = dev["float32"] == dev["bytes"] == dev["streamed"]
+    print(f"  bytes / float32 {med['bytes'] / med['float32']:.3f} (target <= 1.1); dev errors identical: {same}")
+
+
+def big(work: Path, n: int) -> None:
+    """n synthetic 224 x 224 RGB images: the float32 path refuses them, `train --stream` completes an epoch."""
+    import numpy as np
+    from PIL import Image
+
+    from tunectl.pixels import available_memory
+
+    root = work / "big"
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    yy, xx = np.mgrid[0:224, 0:224]
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        if (root / f"c{i % 2}" / f"{i:06d}.png").is_file():
+            continue
+        base = ((xx * (i % 7 + 1) + yy * (i % 5 + 1)) % 256).astype(np.uint8)
+        img = np.stack([base, base[::-1], base.T], -1) ^ rng.integers(0, 16, (224, 224, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / f"c{i % 2}" / f"{i:06d}.png", compress_level=1)
+    free = available_memory() or 0
+    print(f"\n--big: {n} synthetic 224x224 RGB PNGs written in {time.perf_counter() - t:.0f} s: "
+          f"{n * 150528 / 2**30:.2f} GiB as bytes, {4 * n * 150528 / 2**30:.2f} GiB as float32, "
+          f"{free / 2**30:.1f} GiB available")
+    env = {**ENV, "TUNECTL_CACHE": str(work / "cache")}
+    probe = ("import sys; from tunectl.data import DataSettings, load_splits\n"
+             "try: load_splits(DataSettings(dataset='folder:' + sys.argv[1]))\n"
+             "except Exception as e: print(type(e).__name__ + ': ' + str(e)); sys.exit(0)\nprint('loaded')")
+    out = subprocess.run([sys.executable, "-c", probe, str(root)], env=env, capture_output=True, text=True)
+    print(f"  float32 path: {out.stdout.strip() or out.stderr.strip()[-300:]}")
+    t = time.perf_counter()
+    cmd = [sys.executable, "-m", "tunectl.cli", "train", "-d", f"folder:{root}", "--stream", "--epochs", "1",
+           "--set", "batch_size=128", "--set", "width=32", "--set", "depth=1", "--device", "cpu",
+           "--out", str(work / "big-run"), "--json"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = Sampler([p.pid])
+    o, e = p.communicate()
+    peak = sampler.done()
+    if p.returncode != 0:
+        print(f"  train --stream failed ({p.returncode}): {e.strip()[-300:]}")
+        return
+    r = json.loads(o)
+    print(f"  `tunectl train --stream` (decode + 1 epoch): {r['status']} in {time.perf_counter() - t:.0f} s, "
+          f"epoch {r['history'][0]['seconds']:.0f} s, dev error {r['dev_error']:.4f}, peak PSS {mib(peak)}")
+
+
+if __name__ == "__main__":
+    main()
