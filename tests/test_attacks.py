@@ -168,3 +168,19 @@ def test_an_attack_on_token_inputs_is_refused_before_any_look(tmp_path):
     result = invoke("evaluate", "t", "--root", tmp_path / "studies", "--attack", "fgsm", "--eps", "0.1")
     assert result.exit_code == 2 and "reads token ids" in result.stderr and len(result.stderr.splitlines()) == 1
     assert snapshot(tmp_path) == before
+
+
+def test_adv_eps_on_images_held_as_bytes_trains_as_on_floats(tmp_path, write_mnist):
+    """adv_eps on MNIST read as bytes (pixels.Rows, scaled per mini-batch): the image bounds and the
+    FGSM points are the float path's, so the curve is the same to the bit."""
+    from tunectl.data import DataSettings, load_splits
+
+    write_mnist(tmp_path / "MNIST", n_train=60, n_test=20)
+    settings = DataSettings.from_dict({"dataset": "mnist", "data_dir": str(tmp_path)})
+    raw, floats = load_splits(settings, raw=True), load_splits(settings)
+    assert type(raw.x_train).__name__ == "Rows" and isinstance(floats.x_train, torch.Tensor)
+    assert attacks.image_bounds(raw.x_train, True) == attacks.image_bounds(floats.x_train, True)
+    cfg = TrainConfig(model="mlp", width=16, depth=1, epochs=2, batch_size=16, adv_eps=0.1)
+    a, b = fit(cfg, raw, device="cpu"), fit(cfg, floats, device="cpu")
+    assert [r["train_loss"] for r in a.curve] == [r["train_loss"] for r in b.curve]
+    assert a.dev_error == b.dev_error

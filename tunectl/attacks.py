@@ -141,8 +141,12 @@ def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, attac
 
 
 def image_bounds(x_train: torch.Tensor, is_image: bool) -> tuple[float, float] | None:
-    """Images stay within the (standardized) range the training pixels span; other inputs are unbounded."""
-    return (float(x_train.min()), float(x_train.max())) if is_image and len(x_train) else None
+    """Images stay within the (standardized) range the training pixels span; other inputs are unbounded.
+    Read in chunks: images held as bytes (pixels.Rows) are scaled a slice at a time."""
+    if not is_image or not len(x_train):
+        return None
+    chunks = [x_train[i:i + 4096] for i in range(0, len(x_train), 4096)]
+    return min(float(c.min()) for c in chunks), max(float(c.max()) for c in chunks)
 
 
 def in_input_units(eps: float, x_scale: torch.Tensor | None) -> float | dict[str, float] | None:

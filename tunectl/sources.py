@@ -200,7 +200,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
     if not xs:
         raise DataError(f"{name}: no data in {root.resolve()}; pass --download to fetch it, or --data-dir DIR")
     x = torch.cat(xs)  # uint8: divided by 255 per mini-batch (raw) or here (load_dataset)
-    return Dataset(x, torch.cat(ys), "multiclass", name, [str(c) for c in classes], True, name != "mnist", "/255")
+    return Dataset(x, torch.cat(ys), "multiclass", name, [str(c) for c in classes], True, name != "mnist", pixels="/255")
 
 def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     """A uint8 idx file (MNIST's format), gzipped or not. torchvision's reader opens
@@ -280,7 +280,8 @@ def _load_folder(root: Path, image_size: int | None) -> Dataset:
     x = torch.from_numpy(entry.images)
     y = torch.from_numpy(np.asarray(entry.labels, dtype=np.int64))
     task = "binary" if len(folder.classes) == 2 else "multiclass"
-    return Dataset(x, y, task, where, list(folder.classes), True, True, "*1/255", entry.manifest.get("x_digest"))
+    return Dataset(x, y, task, where, list(folder.classes), True, True, pixels="*1/255",
+                   x_digest=entry.manifest.get("x_digest"))
 
 def _available_memory() -> int | None:
     try:
