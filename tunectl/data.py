@@ -5,7 +5,9 @@ stored in studies, run folders and params files. `load_splits(settings)` reads t
 (`sources.py`) and cuts it into train/dev/test with a seeded, stratified split; the `Splits`
 carry a manifest (seed, sizes, hash of each split's indices, hash of the data) so a later run
 can prove it used the same split. Scaling statistics come from the training examples only, so
-nothing about dev or test leaks into training.
+nothing about dev or test leaks into training. A table's preprocessing record (`tables.py`: types,
+categories, medians) is fitted on the training rows here too, and kept in the manifest with the
+scaling; given a stored manifest (`stored=`), both are applied as stored, never recomputed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from tunectl.errors import DataError
-from tunectl.sources import MAX_IMAGE_SIZE, TASKS, Dataset, DataSpec, _short, check_image_size, load_dataset
+from tunectl.sources import MAX_IMAGE_SIZE, TASKS, Dataset, DataSpec, _short, _to_float32, check_image_size, load_dataset
 
 DEV_TEST_FRACTION = 0.2  # dev and test each get 20% of the examples ...
 
@@ -75,12 +77,22 @@ def check_data_settings(data: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         where = f"data.{key}"
-        if key in ("dataset", "data_dir", "target", "task"):
+        if key in ("dataset", "data_dir", "target", "task", "drop", "categorical", "numeric"):
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{where}: expected a name, got {_short(value)}"
                                 + (", e.g. dataset: digits" if key == "dataset" else ""))
             if key == "task" and value not in TASKS:
                 raise DataError(f"{where}: {_short(value)} is not one of {', '.join(TASKS)}")
+            if key in ("drop", "categorical", "numeric"):
+                from tunectl.tables import parse_columns
+
+                try:
+                    parse_columns(value, "--" + key)
+                except DataError as e:
+                    raise DataError(f"{where}: {str(e).split(': ', 1)[1]}") from None
+        elif key == "dropna":
+            if not isinstance(value, bool):
+                raise DataError(f"{where}: expected true or false, got {_short(value)}")
         elif key == "image_size":
             try:
                 check_image_size(value)
@@ -123,6 +135,10 @@ def _check_flag(key: str, value: Any) -> Any:
         parse_split(value)
     elif key == "classes":
         parse_classes(value)
+    elif key in ("drop", "categorical", "numeric"):
+        from tunectl.tables import parse_columns
+
+        parse_columns(value, "--" + key)
     elif key == "train_fraction" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0.0 < value <= 1.0):
         raise DataError(f"--train-fraction {_short(value)}: must be in (0, 1], e.g. 0.25")
@@ -146,9 +162,14 @@ class DataSettings:
     split_seed: int = 0
     train_fraction: float = 1.0  # train on this seeded share of the training split
     classes: str | None = None  # keep these classes only, relabelled 0..k-1: "0-4", "5,6,7", "cat,dog"
+    drop: str | None = None  # tables: columns left out ("id,name")
+    categorical: str | None = None  # tables: columns one-hot encoded, overriding the inferred type
+    numeric: str | None = None  # tables: columns read as numbers, overriding the inferred type
+    dropna: bool = False  # tables: drop incomplete rows instead of filling them (the count is in the manifest)
     download: bool = False  # fetch a torchvision data set if absent (never stored)
 
-    KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes")
+    KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes",
+            "drop", "categorical", "numeric", "dropna")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, **changes: Any) -> "DataSettings":
@@ -159,7 +180,7 @@ class DataSettings:
             raise DataError(f"data: unknown key {_short(unknown[0], 60)}; allowed: {', '.join(cls.KEYS)}")
         checked = check_data_settings(data)
         for key, value in changes.items():
-            if value is not None and key != "download":
+            if value is not None and value is not False and key != "download":
                 checked[key] = _check_flag(key, value)
         if isinstance(checked.get("split"), list):
             checked["split"] = ",".join(str(v) for v in checked["split"])
@@ -167,9 +188,11 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
-        for key in ("target", "task", "image_size", "split", "classes"):
+        for key in ("target", "task", "image_size", "split", "classes", "drop", "categorical", "numeric"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.dropna:
+            out["dropna"] = True
         if self.train_fraction != 1.0:
             out["train_fraction"] = self.train_fraction
         return out
@@ -179,7 +202,8 @@ class DataSettings:
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(self.dataset, self.data_dir, self.download, self.target, self.task, self.image_size)
+        return DataSpec(self.dataset, self.data_dir, self.download, self.target, self.task, self.image_size,
+                        self.drop, self.categorical, self.numeric, self.dropna)
 
     @property
     def ratios(self) -> tuple[float, float, float] | None:
@@ -269,7 +293,8 @@ def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dat
     rows = relabel[ds.y] >= 0
     names = [ds.classes[i] for i in keep]
     new_task = task or ("binary" if len(keep) == 2 else "multiclass")
-    out = Dataset(ds.x[rows], relabel[ds.y[rows]], new_task, ds.name, names, ds.is_image, ds.flips_ok)
+    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names,
+                  table=ds.table.take(rows.numpy()) if ds.table is not None else None)
     return out, {"selection": text, "names": names, "indices": keep}
 
 def read_dataset(settings: "DataSettings") -> tuple[Dataset, dict[str, Any] | None]:
@@ -314,17 +339,27 @@ def make_splits(
     include_test: bool = False,
     spec: DataSpec | None = None,
     classes: dict[str, Any] | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> Splits:
     """Split once, seeded and stratified; scale with training statistics only.
 
     The test split is left out unless `include_test` (only `tunectl evaluate` asks). `classes`:
-    the --classes record from `read_dataset`, kept in the manifest.
+    the --classes record from `read_dataset`, kept in the manifest. `stored`: the manifest of the
+    study (or run) these data were split for: its preprocessing record and scaling are applied
+    as they are (the data hash then proves the data unchanged).
     """
     check_split_seed(seed)
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
             or not 0.0 < train_fraction <= 1.0:
         raise DataError(f"--train-fraction {_short(train_fraction)}: must be in (0, 1], e.g. 0.25")
     train, dev, test, stratified = split_indices(ds, ratios, seed)
+    stored = stored if isinstance(stored, dict) else {}
+    record = None
+    if ds.table is not None:  # a table: its encoding is learned from the training rows only
+        from tunectl.tables import check_record, encode, fit
+
+        record = check_record(stored["preprocessing"]) if stored.get("preprocessing") else fit(ds.table, train)
+        ds = replace(ds, x=_to_float32(encode(record, ds.table.frame), ds.name))
     manifest = {
         "dataset": ds.name,
         "spec": spec.to_dict() if spec else {"name": ds.name},
@@ -339,6 +374,12 @@ def make_splits(
     }
     if classes is not None:
         manifest["classes"] = classes
+    if ds.classes:
+        manifest["labels"] = list(ds.classes)  # what each output means (predict names its columns so)
+    if record is not None:
+        manifest["preprocessing"] = record
+        manifest["dropped_rows"] = {"missing_target": record["rows"]["missing_target"],
+                                    "incomplete": record["rows"]["incomplete"]}
     if train_fraction < 1.0:
         rng = np.random.default_rng(seed)
         keep = max(1, round(train_fraction * len(train)))
@@ -352,13 +393,19 @@ def make_splits(
     else:  # one mean/std per feature
         mean, std = x_tr.mean(dim=0, keepdim=True), x_tr.std(dim=0, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # NaN (one example) fails '>' too  # constant features stay as they are
+    old = stored.get("scaling") if isinstance(stored.get("scaling"), dict) else {}
+    if "x_mean" in old and stored.get("train_fraction", 1.0) == train_fraction:  # as stored, not recomputed
+        m, s = torch.tensor(old["x_mean"], dtype=torch.float32), torch.tensor(old["x_std"], dtype=torch.float32)
+        if m.shape == mean.shape == s.shape:  # else the data changed: the data hash below says so
+            mean, std = m, s
     scale = lambda x: (x - mean) / std  # noqa: E731
     y_scale, y_mean = 1.0, 0.0
     if ds.task == "regression":
         y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) if len(y_tr) > 1 else 1.0
         y_scale = y_scale if y_scale > 1e-12 else 1.0
     ty = (lambda y: (y - y_mean) / y_scale) if ds.task == "regression" else (lambda y: y)
-    manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale}
+    manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale,
+                           "x_mean": mean.tolist(), "x_std": std.tolist()}  # per feature, or per channel
     out_dim = ds.n_classes if ds.task == "multiclass" else 1
     return Splits(
         scale(x_tr), ty(y_tr), scale(ds.x[dev]), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
@@ -366,11 +413,12 @@ def make_splits(
         (scale(ds.x[test]), ty(ds.y[test])) if include_test else None,
     )
 
-def load_splits(settings: DataSettings, include_test: bool = False) -> Splits:
-    """Read the data set and split it as `settings` say (include_test: only `evaluate` does)."""
+def load_splits(settings: DataSettings, include_test: bool = False, stored: dict[str, Any] | None = None) -> Splits:
+    """Read the data set and split it as `settings` say (include_test: only `evaluate` does);
+    `stored`: the study's manifest, whose preprocessing and scaling are applied as stored."""
     ds, classes = read_dataset(settings)
     return make_splits(ds, settings.ratios, settings.split_seed, settings.train_fraction, include_test,
-                       settings.spec, classes)
+                       settings.spec, classes, stored)
 
 
 def same_split(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -409,3 +457,17 @@ def augmenter(level: str, input_shape: tuple[int, ...], flips_ok: bool):
         return F.grid_sample(xb, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     return apply
+
+
+def inspect(settings: DataSettings) -> dict[str, Any]:
+    """What tunectl makes of a data set (`tunectl datasets --dataset`): the task, the classes, the
+    split's sizes and, for a table, the preprocessing record fitted on the training split."""
+    splits = load_splits(settings)
+    m = splits.manifest
+    out = {"dataset": settings.dataset, "task": splits.task, "labels": list(splits.classes),
+           "input_shape": list(splits.input_shape), "sizes": m["sizes"], "split_seed": m["seed"]}
+    if m.get("preprocessing"):
+        from tunectl.tables import describe
+
+        out.update(dropped_rows=m["dropped_rows"], preprocessing=m["preprocessing"], lines=describe(m["preprocessing"]))
+    return out

@@ -76,7 +76,7 @@ def study_splits(meta: dict[str, Any], include_test: bool):
     from tunectl.data import DataSettings, load_splits, same_split
 
     d = meta["data"]
-    splits = load_splits(DataSettings.from_dict(d), include_test=include_test)
+    splits = load_splits(DataSettings.from_dict(d), include_test=include_test, stored=meta["manifest"])
     if not same_split(meta["manifest"], splits.manifest):
         raise StudyError(
             f"the data no longer produce the study's split (split hash mismatch for {d['dataset']}): the data "
@@ -199,7 +199,14 @@ tunectl train --params {params_path}
   loaded with `weights_only=True`). In Python:
   `from tunectl.models import load_checkpoint, model_from_checkpoint; model, cfg = model_from_checkpoint(load_checkpoint("{model_path}"))`.
   Inputs are standardized with the training split's mean and standard deviation, as `tunectl train` does.
-- `split.json`: the split manifest (seed, sizes, a hash of each split's indices, a hash of the data).
+- `split.json`: the split manifest (seed, sizes, a hash of each split's indices, a hash of the data), the
+  input scaling and, for a table, its preprocessing record (columns, types, categories, medians).
+
+Predict with it, in any folder (the bundle carries its preprocessing):
+
+```
+tunectl predict {out} --dataset csv:new.csv --out predictions.csv
+```
 {transfer}"""
 
 
@@ -265,4 +272,4 @@ def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data, bui
         dataset=data.dataset, split_seed=data.split_seed, sizes=c.meta["manifest"].get("sizes"),
         params=", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in (rec.get("params") or {}).items()) or "-",
-        params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))
+        params_path=out / "params.yaml", model_path=out / "model.pt", out=out, transfer=transfer))

@@ -1,18 +1,18 @@
-"""Data sources: read a data set from where it lives (scikit-learn, torchvision, a folder, a CSV, an npz) into tensors.
+"""Data sources: read a data set from where it lives (scikit-learn, torchvision, a folder, a table, an npz) into tensors.
 
 `load_dataset(spec)` returns a `Dataset` (x, y, the task inferred from the targets, the class
 names) or refuses the input with one DataError line that says how to fix it. Splitting,
-scaling and the manifest are `data.py`'s.
+scaling and the manifest are `data.py`'s. A table (csv:, parquet:) is read by `tables.py`; its
+features are encoded once the split is known (`data.make_splits`), from the training rows only.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import gzip
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ TORCHVISION = {
 
 PREFIXED = {
     "folder:DIR": "torchvision ImageFolder: one sub-folder per class (--image-size to resize)",
-    "csv:PATH": "a CSV file with a header row (--target COLUMN)",
+    "csv:PATH": "a CSV file with a header row (--target COLUMN; text columns one-hot, missing values filled)",
+    "parquet:PATH": "a Parquet file, read like a CSV (--target COLUMN, --drop, --categorical, --numeric, --dropna)",
     "npz:PATH": "a NumPy .npz file with arrays x and y",
     "py:FILE.py:FUNCTION": "your own loader: FUNCTION() returns (x, y) or (x, y, task); x of N x H x W is images",
 }
@@ -54,9 +55,13 @@ class DataSpec:
     target: str | None = None  # csv: the target column
     task: str | None = None  # force binary | multiclass | regression
     image_size: int | None = None  # folder: resize every image to this square size
+    drop: str | None = None  # csv:/parquet: columns left out, "id,name"
+    categorical: str | None = None  # csv:/parquet: columns one-hot encoded whatever their values look like
+    numeric: str | None = None  # csv:/parquet: columns read as numbers whatever their values look like
+    dropna: bool = False  # csv:/parquet: drop incomplete rows instead of filling them
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and k != "download"}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v is not False and k != "download"}
 
 @dataclass
 class Dataset:
@@ -67,6 +72,7 @@ class Dataset:
     classes: list[str] = field(default_factory=list)
     is_image: bool = False
     flips_ok: bool = False  # may augmentation mirror the images? (not for digits)
+    table: Any = None  # csv:/parquet: the tables.Table whose encoding make_splits fits (x is N x 0 until then)
 
     @property
     def n_classes(self) -> int:
@@ -107,8 +113,8 @@ def load_dataset(spec: DataSpec) -> Dataset:
         ds = _load_torchvision(name, Path(spec.data_dir), spec.download)
     elif name.startswith("folder:"):
         ds = _load_folder(Path(name.removeprefix("folder:")), spec.image_size)
-    elif name.startswith("csv:"):
-        ds = _load_csv(Path(name.removeprefix("csv:")), spec.target)
+    elif name.startswith(("csv:", "parquet:")):
+        ds = _load_table(spec)
     elif name.startswith("npz:"):
         ds = _load_npz(Path(name.removeprefix("npz:")))
     elif name.startswith("py:"):
@@ -116,6 +122,11 @@ def load_dataset(spec: DataSpec) -> Dataset:
     else:
         known = ", ".join([*EMBEDDED, *TORCHVISION, *PREFIXED])
         raise DataError(f"unknown data set {_short(name)}; use one of: {known} (see `tunectl datasets`)")
+    if ds.table is None:
+        for option, value in (("--drop", spec.drop), ("--categorical", spec.categorical), ("--numeric", spec.numeric),
+                              ("--dropna", spec.dropna or None)):
+            if value is not None:
+                raise DataError(f"{option}: only for tables (csv:PATH, parquet:PATH), not {_short(name)}; drop it")
     if spec.task is not None:
         ds = _force_task(ds, spec.task)
     _check(ds)
@@ -277,57 +288,13 @@ def _check_memory(where: str, n: int, numel: int, image_size: int | None) -> Non
         raise DataError(f"{where}: {n} images of {numel} values need {need / 2**30:.1f} GiB as float32, more than half "
                         f"of the {free / 2**30:.1f} GiB free; {fix}")
 
-def _load_csv(path: Path, target: str | None) -> Dataset:
-    where = f"csv:{path}"
-    if path.is_dir():
-        raise DataError(f"{where}: is a folder, not a CSV file; give the file's path")
-    if not path.is_file():
-        raise DataError(f"{where}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a name
-            reader = csv.reader(f)
-            rows, lines = [], []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # a blank line (a trailing one, most often) holds no example
-                rows.append(row)
-                lines.append(reader.line_num)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{where}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                        f"save it as UTF-8") from None
-    except csv.Error as e:  # a NUL byte, a field past the csv module's size limit
-        raise DataError(f"{where}: not a readable CSV file ({_short(str(e))}); check the file") from None
-    if len(rows) < 2:
-        raise DataError(f"{where}: needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    columns = ", ".join(h if len(h) <= 40 else h[:37] + "..." for h in header[:30]) + (", ..." if len(header) > 30 else "")
-    if target is None:
-        raise DataError(f"{where}: say which column to predict with --target COLUMN (columns: {columns})")
-    if target not in header:
-        raise DataError(f"{where}: no column {_short(target)}; --target must be one of: {columns}")
-    if header.count(target) > 1:
-        raise DataError(f"{where}: {header.count(target)} columns are named {_short(target)}; rename them so that "
-                        f"--target names one")
-    if len(header) < 2:
-        raise DataError(f"{where}: has only the target column {_short(target)} and no feature to learn from; "
-                        f"add feature columns")
-    t = header.index(target)
-    for row, line in zip(body, lines[1:]):
-        if len(row) != len(header):
-            raise DataError(f"{where}: line {line} has {len(row)} cells but the header has {len(header)}; "
-                            f"fix that row (a missing or extra comma?)")
-    feats = np.empty((len(body), len(header) - 1), dtype=np.float64)
-    names = [h for i, h in enumerate(header) if i != t]
-    for r, (row, line) in enumerate(zip(body, lines[1:])):
-        for j, v in enumerate(c for i, c in enumerate(row) if i != t):
-            try:
-                feats[r, j] = float(v)
-            except ValueError:
-                raise DataError(f"{where}: line {line}, column {_short(names[j], 40)}: {_short(v.strip(), 40)} is "
-                                f"not a number; feature columns must be numbers (encode them first)") from None
-    labels = [r[t].strip() for r in body]
-    y, classes, task = _targets(np.array(labels, dtype=object), where)
-    return Dataset(_to_float32(feats, where), y, task, where, classes)
+def _load_table(spec: DataSpec) -> Dataset:
+    """csv:PATH or parquet:PATH: the targets here; the features stay a table until the split is known."""
+    from tunectl.tables import read_table
+
+    t = read_table(spec.name, spec.target, spec.drop, spec.categorical, spec.numeric, spec.dropna)
+    y, classes, task = _targets(t.target_values, spec.name)
+    return Dataset(torch.zeros((len(y), 0)), y, task, spec.name, classes, table=t)
 
 def _to_float32(a: np.ndarray, where: str) -> torch.Tensor:
     """Features as float32, refusing what float32 cannot hold (rather than turning it into inf)."""
@@ -451,7 +418,7 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
         except ValueError:
             raise DataError(f"--task regression: the targets are class names ({', '.join(ds.classes[:3])}, ...), "
                             f"not numbers; drop --task or give numeric targets") from None
-        return Dataset(ds.x, y, task, ds.name, [], ds.is_image, ds.flips_ok)
+        return replace(ds, y=y, task=task, classes=[])
     if ds.task == "regression":  # each (rounded) value becomes a class; _targets would call them regression again
         values, inverse = np.unique(np.round(ds.y.numpy()).astype(np.int64), return_inverse=True)
         y, classes = torch.tensor(inverse, dtype=torch.int64), [str(v) for v in values]
@@ -459,12 +426,12 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
         y, classes = ds.y, ds.classes
     if task == "binary" and len(classes) != 2:
         raise DataError(f"--task binary: the targets have {len(classes)} classes, not 2")
-    return Dataset(ds.x, y, task, ds.name, classes, ds.is_image, ds.flips_ok)
+    return replace(ds, y=y, task=task, classes=classes)
 
 def _check(ds: Dataset) -> None:
     if len(ds.x) == 0:
         raise DataError(f"{ds.name}: the data set is empty")
-    if ds.x[0].numel() == 0:
+    if ds.x[0].numel() == 0 and ds.table is None:
         raise DataError(f"{ds.name}: the examples have no features (shape {tuple(ds.x.shape[1:])}); add features")
     if not torch.isfinite(ds.x).all():
         raise DataError(f"{ds.name}: features contain NaN or infinite values; drop or fill those rows")
