@@ -189,7 +189,9 @@ def _as_text(s):
 
     if pd.api.types.is_float_dtype(s) and s.dropna().apply(float.is_integer).all():
         s = s.astype("Int64")  # 2007.0 (an integer column with a gap, as pandas reads it) is category '2007'
-    return s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+    missing = s.isna().to_numpy()
+    return pd.Series([None if m else str(v) for v, m in zip(s.to_numpy(dtype=object), missing)],
+                     index=s.index, dtype=object)
 
 
 def read_table(name: str, target: str | None, drop: str | None = None, categorical: str | None = None,
@@ -348,7 +350,7 @@ def encode(record: dict[str, Any], frame) -> np.ndarray:
             index = {c: i for i, c in enumerate(cats)}
             unknown = len(cats) + (1 if col["missing_slot"] else 0)
             missing = len(cats) if col["missing_slot"] else unknown
-            codes = np.array([missing if v is None else index.get(v, unknown) for v in s], dtype=np.int64)
+            codes = np.array([missing if v is None or v != v else index.get(v, unknown) for v in s], dtype=np.int64)
             blocks.append(np.eye(unknown + 1)[codes])
     return np.column_stack([b.reshape(len(frame), -1) for b in blocks])
 
