@@ -201,6 +201,25 @@ def test_images_from_a_folder_and_from_an_npz_without_y(ws):
     assert [p["row"] for p in doc["predictions"]] == list(range(20))
 
 
+def test_export_onnx_gives_predicts_probabilities(ws):
+    from pg import require_module
+
+    ort = require_module("onnxruntime", "export --format onnx is checked with onnxruntime (pip install 'tunectl[onnx]')")
+    from tunectl.sources import _to_float32
+    from tunectl.tables import encode, read_for
+
+    doc = ok_json(invoke("export", "pen", "--out", "onnx-bundle", "--format", "onnx", "--json"))
+    assert "model.onnx" in doc["files"]
+    record = json.loads((ws / "onnx-bundle" / "split.json").read_text())["preprocessing"]
+    frame, _ = read_for(record, "csv:new.csv", "name")
+    x = _to_float32(encode(record, frame), "new.csv").numpy()  # the encoded features, unscaled: ONNX scales them
+    (y,) = ort.InferenceSession(str(ws / "onnx-bundle" / "model.onnx")).run(None, {"x": x})
+    got = predict_json("onnx-bundle", "--dataset", "csv:new.csv", "--id", "name")
+    expected = np.array([[p[f"prob_{c}"] for c in got["labels"]] for p in got["predictions"]])
+    assert y.shape == expected.shape == (30, 3)
+    np.testing.assert_allclose(y, expected, atol=1e-5, rtol=0)
+
+
 # ----------------------------------------------------------------------------- bad input: one line, exit 2
 
 

@@ -44,6 +44,11 @@ class Pruner(str, Enum):
     none = "none"
 
 
+class ExportFormat(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
 class Task(str, Enum):
     binary = "binary"
     multiclass = "multiclass"
@@ -408,6 +413,8 @@ def export(
     study: StudyArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="a new folder for params.yaml, model.pt, split.json, README.md")],
     trial: TrialOpt = None,
+    format_: Annotated[ExportFormat, typer.Option("--format", help="onnx: model.onnx too, with the input scaling "
+                       "folded in (probabilities out)")] = ExportFormat.torch,
     allow_changed_model: Annotated[bool, typer.Option("--allow-changed-model", help="your own builder's file changed "
                                    "since tuning: use it as it is now (its SHA-256 differs from the recorded one)")] = False,
     storage: StorageOpt = None,
@@ -419,7 +426,7 @@ def export(
         from tunectl.evaluate import export_trial
         from tunectl.report import export_summary
 
-        r = export_trial(study, out, trial, root, storage, allow_changed_model)
+        r = export_trial(study, out, trial, root, storage, allow_changed_model, onnx=format_ == ExportFormat.onnx)
         if json_out:
             return print_json(r)
         export_summary(consoles(False)[0], r)

@@ -202,7 +202,10 @@ tunectl train --params {params_path}
 - `split.json`: the split manifest (seed, sizes, a hash of each split's indices, a hash of the data), the
   input scaling and, for a table, its preprocessing record (columns, types, categories, medians).
 
-Predict with it, in any folder (the bundle carries its preprocessing):
+Predict with it, in any folder (the bundle carries its preprocessing). `model.onnx` (with
+`export --format onnx`) is the same model with the input scaling folded in: input `x`, the encoded
+features (for a table, in the order of split.json's `preprocessing.features`); output `y`, the
+class probabilities (or the prediction in the target's units).
 
 ```
 tunectl predict {out} --dataset csv:new.csv --out predictions.csv
@@ -211,8 +214,9 @@ tunectl predict {out} --dataset csv:new.csv --out predictions.csv
 
 
 def export_trial(study: str, out: Path | str, trial: int | None = None, root: Path | str = studies.ROOT,
-                 storage: str | None = None, allow_changed: bool = False) -> dict[str, Any]:
-    """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint."""
+                 storage: str | None = None, allow_changed: bool = False, onnx: bool = False) -> dict[str, Any]:
+    """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint; with
+    `onnx`, model.onnx too (the input scaling folded in: `inference.Predictor`)."""
     from tunectl.config import from_dict
     from tunectl.models import load_checkpoint
 
@@ -238,16 +242,30 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     data = DataSettings.from_dict(c.meta["data"])
     with files.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
         _write_bundle(bundle.path, out, study, c, cfg, data, builder)
+        if onnx:
+            _write_onnx(bundle.path / "model.onnx", c, allow_changed)
     return {
         "study": study,
         "trial": n,
         "out": str(out),
-        "files": ["params.yaml", "model.pt", "split.json", "README.md", *([builder.name] if builder else [])],
+        "files": ["params.yaml", "model.pt", "split.json", "README.md", *([builder.name] if builder else []),
+                  *(["model.onnx"] if onnx else [])],
         "dev_error": rec.get("dev_error"),
         "train_error": rec.get("train_error"),
         "params": rec.get("params"),
         "command": f"tunectl train --params {out / 'params.yaml'}",
     }
+
+
+def _write_onnx(path: Path, c: Chosen, allow_changed: bool) -> None:
+    """model.onnx: the trial's Predictor (scaling, model, probabilities or target units) as ONNX."""
+    from tunectl.inference import predictor, write_onnx
+    from tunectl.models import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(c.checkpoint)
+    model, _ = model_from_checkpoint(ckpt, allow_changed)
+    task = ckpt.get("task") or c.meta["manifest"].get("task")
+    write_onnx(predictor(model, c.meta["manifest"], task, f"study '{c.study}'"), tuple(ckpt["input_shape"]), path)
 
 
 def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data, builder: Path | None = None) -> None:

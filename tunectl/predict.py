@@ -8,7 +8,8 @@ split's scaling. Nothing is refitted on the new data.
 
 The output is one row per input: an id (`--id COL` of a table, an image's path, else the row
 number from 0), the prediction (a class name, or a number in the target's units) and, for
-classification, each class's probability. It is written whole (`files.write_new`).
+classification, each class's probability (`inference.Predictor`: what `export --format onnx`
+writes too). It is written whole (`files.write_new`).
 """
 
 from __future__ import annotations
@@ -192,48 +193,30 @@ def predict(source: str, dataset: str, out: Path | str | None = None, trial: int
             root: Path | str = studies.ROOT, storage: str | None = None, id_column: str | None = None,
             device: str | None = None, force: bool = False) -> dict[str, Any]:
     """Predict every row (or image) of `dataset` with the model of `source`; write `out` whole."""
-    import torch
-
+    from tunectl.inference import predictor, run
     from tunectl.models import model_from_checkpoint
-    from tunectl.train import EVAL_BATCH, pick_device
+    from tunectl.train import pick_device
 
     out = Path(out) if out is not None else None
     check_out(out, force)
     dev = pick_device(device)  # an unknown or absent device: one line before any work
     ckpt, manifest, name = load_source(source, trial, root, storage)
-    scaling = manifest.get("scaling") if isinstance(manifest.get("scaling"), dict) else {}
-    if "x_mean" not in scaling:
-        raise StudyError(f"{name}: its split manifest records no input scaling (made by an older tunectl); "
-                         f"train or tune it again to predict with it")
     shape, task = tuple(ckpt["input_shape"]), ckpt.get("task") or manifest.get("task")
+    model, _ = model_from_checkpoint(ckpt)
+    pred = predictor(model, manifest, task, name)  # the scaling as stored, then the model, then the head
     x, ids, id_name = read_inputs(dataset, manifest, shape, id_column)
-    mean = torch.tensor(scaling["x_mean"], dtype=torch.float32)
-    std = torch.tensor(scaling["x_std"], dtype=torch.float32)
     if tuple(x.shape[1:]) != shape:
         raise DataError(f"{dataset}: gives inputs of shape {tuple(x.shape[1:])} but the model takes {shape}")
-    model, _ = model_from_checkpoint(ckpt)
-    model = model.to(dev).eval()
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(x), EVAL_BATCH):
-            outs.append(model(((x[i:i + EVAL_BATCH] - mean) / std).to(dev)).float().cpu())
-    raw = torch.cat(outs)
-    labels = list(manifest.get("labels") or [str(i) for i in range(max(2, raw.shape[1]))])
+    y = run(pred, x, dev)
     if task == "regression":
-        values = (raw[:, 0].double() * float(scaling["y_scale"]) + float(scaling["y_mean"])).tolist()
-        rows = [{id_name: i, "prediction": v} for i, v in zip(ids, values)]
+        labels: list[str] = []
         columns = [id_name, "prediction"]
+        rows = [{id_name: i, "prediction": v} for i, v in zip(ids, y[:, 0].double().tolist())]
     else:
-        if task == "binary":
-            p1 = torch.sigmoid(raw[:, 0])
-            probs = torch.stack([1 - p1, p1], 1)
-            best = (raw[:, 0] > 0).long()  # as training counts a mistake: a logit above 0 is class 1
-        else:
-            probs = torch.softmax(raw, 1)
-            best = raw.argmax(1)
+        labels = list(manifest.get("labels") or [str(i) for i in range(y.shape[1])])
         columns = [id_name, "prediction", *(f"prob_{c}" for c in labels)]
         rows = [{id_name: i, "prediction": labels[b], **{f"prob_{c}": p for c, p in zip(labels, ps)}}
-                for i, b, ps in zip(ids, best.tolist(), probs.double().tolist())]
+                for i, b, ps in zip(ids, y.argmax(1).tolist(), y.double().tolist())]
     if out is not None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -241,4 +224,4 @@ def predict(source: str, dataset: str, out: Path | str | None = None, trial: int
         writer.writerows(rows)
         files.write_new(out, buf.getvalue(), force)
     return {"model": name, "dataset": dataset, "task": task, "n": len(rows), "out": str(out) if out else None,
-            "columns": columns, "labels": labels if task != "regression" else [], "predictions": rows}
+            "columns": columns, "labels": labels, "predictions": rows}
