@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from conftest import invoke, ok_json
+from test_hardening import snapshot  # sizes, hashes, mtimes; a study database by its content
 from penguins import penguin_rows, real_penguins, write_penguins_like, write_rows
 from tunectl.data import split_indices
 from tunectl.sources import DataSpec, load_dataset
@@ -124,11 +125,11 @@ def test_an_unseen_category_and_missing_values_are_predicted(ws):
 
 
 def test_json_goes_to_stdout_and_writes_nothing(ws):
-    before = sorted(p.name for p in ws.iterdir())
+    before = snapshot(ws)
     doc = predict_json("pen", "--dataset", "csv:new.csv", "--id", "name")
     assert doc["n"] == 30 and doc["out"] is None and doc["labels"] == ["Adelie", "Chinstrap", "Gentoo"]
     assert doc["predictions"][0]["name"] == "bird-0"
-    assert sorted(p.name for p in ws.iterdir()) == before
+    assert snapshot(ws) == before
 
 
 # ----------------------------------------------------------------------------- bundles and run folders
@@ -258,9 +259,9 @@ BAD = [
 
 @pytest.mark.parametrize("args,message", BAD, ids=[m[:40] for _, m in BAD])
 def test_bad_predict_inputs_are_one_line_exit_2_and_write_nothing(ws, args, message):
-    before = sorted(str(p) for p in ws.rglob("*"))
+    before = snapshot(ws)
     one_line(invoke("predict", *args), message)
-    assert sorted(str(p) for p in ws.rglob("*")) == before
+    assert snapshot(ws) == before
 
 
 def test_bad_bundle_inputs(ws):

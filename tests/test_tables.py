@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import invoke, ok_json
+from test_hardening import snapshot  # sizes, hashes, mtimes; a study database by its content
 from penguins import penguin_rows, real_penguins, write_penguins_like, write_rows
 from tunectl.data import DataSettings, load_splits, make_splits, split_indices
 from tunectl.errors import DataError
@@ -226,14 +227,14 @@ BAD = [
 @pytest.mark.parametrize("command", ["train", "datasets"])
 @pytest.mark.parametrize("args,message", BAD, ids=[m[:40] for _, m in BAD])
 def test_bad_table_inputs_are_one_line_exit_2_and_write_nothing(workspace, command, args, message):
-    before = sorted(p.name for p in workspace.rglob("*"))
+    before = snapshot(workspace)
     extra = ("--epochs", "1", "--out", "run") if command == "train" else ()
     result = invoke(command, *args, *extra)
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1, (result.exit_code, result.output)
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
     assert "Traceback" not in result.output and result.stdout == ""
-    assert sorted(p.name for p in workspace.rglob("*")) == before
+    assert snapshot(workspace) == before
 
 
 def test_bad_table_settings_in_a_params_file(workspace):

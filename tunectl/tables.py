@@ -37,6 +37,7 @@ from tunectl.errors import DataError
 
 FORMATS = ("csv", "parquet")
 MISSING, UNKNOWN = "<missing>", "<unknown>"
+NA_AFTER_STRIP = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "<NA>", "#N/A")  # pandas' own markers
 MAX_CATEGORIES = 100  # a text column with more distinct values than this (and than half its rows) is free text
 ID_NAME = re.compile(r"(^|[_\s.-])(id|idx|index|key|row|rowid|uuid)$|^unnamed: ?0$", re.I)
 
@@ -126,7 +127,8 @@ def read_frame(name: str):
     except (ValueError, OSError) as e:  # pandas' ParserError is a ValueError
         raise DataError(f"{name}: not a readable CSV file ({_q(str(e).strip(), 80)}); check the file") from None
     frame.columns = header
-    return frame.apply(lambda s: s.str.strip())
+    frame = frame.apply(lambda s: s.str.strip())
+    return frame.mask(frame.isin(["", *NA_AFTER_STRIP]))  # ' NA ' is missing too, once stripped
 
 
 def _check_csv(path: Path, name: str) -> list[str]:
