@@ -165,6 +165,27 @@ def test_a_run_folder_predicts_regression_in_the_targets_units(ws):
     assert float(np.sqrt(np.mean((pred - truth) ** 2))) == pytest.approx(history["dev_error"], rel=1e-4)
 
 
+def test_a_bundle_of_your_own_model_predicts_with_its_copy_of_the_builder(tmp_path):
+    from sklearn.datasets import load_digits
+
+    repo = Path(__file__).resolve().parent.parent
+    work, empty = tmp_path / "work", tmp_path / "empty"
+    work.mkdir()
+    empty.mkdir()
+    shutil.copy(repo / "examples" / "convnet.py", work / "convnet.py")
+    space = (repo / "examples" / "convnet.yaml").read_text().replace("epochs: 8", "epochs: 1")
+    (work / "convnet.yaml").write_text(space)
+    ok_json(invoke("tune", "--space", "convnet.yaml", "--study", "cv", "--trials", "1", "--json", cwd=work))
+    x = (load_digits().images[:12] / 16.0).astype(np.float32)  # N x 8 x 8: one-channel images
+    np.savez(work / "x.npz", x=x)
+    from_study = ok_json(invoke("predict", "cv", "--dataset", "npz:x.npz", "--json", cwd=work))
+    ok_json(invoke("export", "cv", "--out", str(empty / "bundle"), "--json", cwd=work))
+    shutil.move(work / "x.npz", empty / "x.npz")
+    shutil.rmtree(work)  # the builder's original file is gone: the bundle's copy builds the model
+    from_bundle = ok_json(invoke("predict", "bundle", "--dataset", "npz:x.npz", "--json", cwd=empty))
+    assert from_bundle["n"] == 12 and from_bundle["predictions"] == from_study["predictions"]
+
+
 def write_images(folder: Path, n: int, seed: int) -> None:
     from PIL import Image
 
@@ -200,6 +221,15 @@ def test_images_from_a_folder_and_from_an_npz_without_y(ws):
         expected = model.eval()(xs).argmax(1).tolist()
     assert [int(p["prediction"]) for p in doc["predictions"]] == expected
     assert [p["row"] for p in doc["predictions"]] == list(range(20))
+    np.savez(ws / "y-only.npz", y=digits.target[:20])
+    np.savez(ws / "flat.npz", x=x[:20].reshape(20, -1))
+    one_line(invoke("predict", "npz-run", "--dataset", "npz:y-only.npz", "--json"), "needs an array named 'x'")
+    one_line(invoke("predict", "npz-run", "--dataset", "npz:flat.npz", "--json"),
+             "x has shape (20, 64) but the model takes N x 1 x 8 x 8")
+    one_line(invoke("predict", "npz-run", "--dataset", "npz:x-only.npz", "--id", "row", "--json"),
+             "--id row: only for tables")
+    one_line(invoke("predict", "npz-run", "--dataset", "csv:p.csv", "--json"), "not a table; give npz:PATH")
+    one_line(invoke("predict", "img-run", "--dataset", "folder:nowhere", "--json"), "folder:nowhere: no such folder")
 
 
 def test_export_onnx_gives_predicts_probabilities(ws):
@@ -209,6 +239,8 @@ def test_export_onnx_gives_predicts_probabilities(ws):
     from tunectl.sources import _to_float32
     from tunectl.tables import encode, read_for
 
+    bad = invoke("export", "pen", "--out", "tfl", "--format", "tflite")
+    assert bad.exit_code == 2 and "tflite" in bad.stderr and not (ws / "tfl").exists()
     doc = ok_json(invoke("export", "pen", "--out", "onnx-bundle", "--format", "onnx", "--json"))
     assert "model.onnx" in doc["files"]
     record = json.loads((ws / "onnx-bundle" / "split.json").read_text())["preprocessing"]
