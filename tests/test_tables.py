@@ -181,6 +181,19 @@ def test_parquet_reads_like_the_csv(penguins_csv, tmp_path):
     np.testing.assert_array_equal(a.x_train.numpy(), b.x_train.numpy())
 
 
+def test_parquet_types_bools_categories_and_dates(tmp_path):
+    import pandas as pd
+
+    n = 40
+    pd.DataFrame({"y": np.arange(n) % 2, "c": pd.Categorical(["a", "b"] * 20), "b": [True, False] * 20,
+                  "d": pd.date_range("2020-01-01", periods=n)}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"column 'd' holds dates or times; --drop d"):
+        load_dataset(DataSpec(f"parquet:{tmp_path / 't.parquet'}", target="y"))
+    ds = load_dataset(DataSpec(f"parquet:{tmp_path / 't.parquet'}", target="y", drop="d"))
+    assert ds.table.types == {"c": "categorical", "b": "numeric"}
+    assert ds.table.frame["b"].tolist()[:2] == [1.0, 0.0] and ds.table.frame["c"].tolist()[:2] == ["a", "b"]
+
+
 def test_the_real_penguins_table_either_way():
     path = real_penguins()
     filled = load_splits(DataSettings(dataset=f"csv:{path}", target="species"))

@@ -250,6 +250,11 @@ def read_table(name: str, target: str | None, drop: str | None = None, categoric
 def _infer(s, column: str, where: str) -> str:
     """numeric when every value present is a number; categorical text when few distinct values;
     an identifier (all values distinct) or free text refused, with the flag that fixes it."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        raise DataError(f"{where}: column {_q(column)} holds dates or times; --drop {column}, or turn it into "
+                        f"numbers first (a year, a day of the week)")
     present = s.dropna()
     numbers, bad = _as_numbers(s)
     if not bad.any():
