@@ -78,7 +78,12 @@ def load_source(source: str, trial: int | None, root: Path | str, storage: str |
                           f"or a study name")
     from tunectl.evaluate import choose
 
-    c = choose(source, trial, root, storage)
+    try:
+        c = choose(source, trial, root, storage)
+    except StudyError as e:
+        if not str(e).startswith("no study"):
+            raise
+        raise StudyError(f"{e}; or give the folder of an export bundle or a run (model.pt + split.json)") from None
     n = c.record["number"]
     if c.checkpoint is None:
         kept = ", ".join(map(str, c.kept)) or "none"
