@@ -188,7 +188,8 @@ def test_csv_string_labels(tmp_path):
     path = write_csv(tmp_path / "t.csv", ["a", "label", "b"], rows)
     ds = load_dataset(DataSpec(f"csv:{path}", target="label"))
     assert ds.task == "binary" and ds.classes == ["no", "yes"]
-    assert ds.x.shape == (30, 2) and ds.x[4].tolist() == [4.0, 2.0]  # the target column is not a feature
+    # a table's features stay a table (tables.py) until the split is known: the target is not one of them
+    assert ds.table.frame.shape == (30, 2) and ds.table.frame.iloc[4].tolist() == [4.0, 2.0]
     assert ds.y.tolist() == [1 if i % 3 else 0 for i in range(30)]
 
 
@@ -204,7 +205,7 @@ def test_csv_numeric_targets(tmp_path):
     reg = load_dataset(DataSpec(f"csv:{path}", target="value"))
     assert reg.task == "regression" and reg.y.dtype == torch.float32
     assert torch.allclose(reg.y, torch.tensor([i * 1.37 for i in range(50)]))
-    assert reg.x.shape == (50, 2)
+    assert reg.table.frame.shape == (50, 2)
     cls = load_dataset(DataSpec(f"csv:{path}", target="cls"))
     assert cls.task == "binary" and cls.classes == ["0", "1"] and cls.y.tolist() == [i % 2 for i in range(50)]
 
@@ -217,8 +218,8 @@ def test_csv_errors(tmp_path):
         load_dataset(DataSpec(f"csv:{path}"))
     with pytest.raises(DataError, match="no such file"):
         load_dataset(DataSpec(f"csv:{tmp_path / 'missing.csv'}", target="y"))
-    text = write_csv(tmp_path / "s.csv", ["a", "y"], [["red", 0], ["blue", 1]])
-    with pytest.raises(DataError, match="feature columns must be numbers"):
+    text = write_csv(tmp_path / "s.csv", ["a", "y"], [["red", 0], ["blue", 1]])  # every value distinct: an id?
+    with pytest.raises(DataError, match="column 'a' looks like an identifier .*--drop a"):
         load_dataset(DataSpec(f"csv:{text}", target="y"))
 
 

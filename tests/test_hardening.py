@@ -65,6 +65,7 @@ def write_workspace(root: Path) -> None:
     rows = "".join(f"{v:.4f},{i % 3},{int(v > 0)}\n" for i, v in enumerate(a))
     (root / "data.csv").write_text("a,b,y\n" + rows)
     (root / "nan.csv").write_text("a,b,y\n" + rows.replace(f"{a[3]:.4f},", "nan,", 1))
+    (root / "inf.csv").write_text("a,b,y\n" + rows.replace(f"{a[3]:.4f},", "inf,", 1))  # NaN is a missing value now
     (root / "header_only.csv").write_text("a,b,y\n")
     (root / "one_class.csv").write_text("a,b,y\n" + "".join(f"{v:.4f},{i % 3},1\n" for i, v in enumerate(a)))
     x = rng.normal(size=(40, 3)).astype(np.float32)
@@ -172,7 +173,8 @@ BAD_INPUT = [
      "no column 'label'; --target must be one of: a, b, y"),
     ("npz without y", (*TUNE, *S, "--dataset", "npz:no_y.npz"), "needs arrays named 'x' and 'y' (found: x)"),
     ("npz with mismatched lengths", (*TUNE, *S, "--dataset", "npz:short_y.npz"), "x has 40 rows but y has 39"),
-    ("NaN in CSV features", (*TUNE, *S, "--dataset", "csv:nan.csv", "--target", "y"), "csv:nan.csv: features contain NaN"),
+    ("infinity in CSV features", (*TUNE, *S, "--dataset", "csv:inf.csv", "--target", "y"),
+     "csv:inf.csv: line 5, column 'a': an infinite value"),
     ("inf in npz features", (*TUNE, *S, "--dataset", "npz:inf_x.npz"), "npz:inf_x.npz: features contain NaN or infinite"),
     ("NaN in npz targets", (*TUNE, *S, "--dataset", "npz:nan_y.npz"), "npz:nan_y.npz: targets contain NaN or infinite"),
     ("images of mixed sizes", (*TUNE, *S, "--dataset", "folder:mixed"), "mixed sizes [(3, 8, 8), (3, 9, 9)]; pass --image-size"),

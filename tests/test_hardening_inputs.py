@@ -223,7 +223,7 @@ def test_csv_blank_lines_are_skipped_and_bom_dropped(tmp_path):
     lines = rows.splitlines(keepends=True)
     path.write_bytes(("\ufeffa,y\n" + "".join(lines[:5]) + "\n" + "".join(lines[5:]) + "\n \n").encode("utf-8"))
     ds = load_dataset(DataSpec(f"csv:{path}", target="y"))
-    assert ds.x.shape == (30, 1) and ds.task == "binary"
+    assert ds.table.frame.shape == (30, 1) and ds.task == "binary"
 
 
 def test_npz_column_vector_targets_are_squeezed(tmp_path):

@@ -50,6 +50,11 @@ class Attack(str, Enum):
     pgd = "pgd"
 
 
+class ExportFormat(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
 class Task(str, Enum):
     binary = "binary"
     multiclass = "multiclass"
@@ -97,7 +102,14 @@ def _device_given(ctx: typer.Context, param: typer.CallbackParam, value: Optiona
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="digits, mnist, csv:PATH, ... (see `tunectl datasets`)")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="where torchvision data sets live")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="download a torchvision data set if absent")]
-TargetOpt = Annotated[Optional[str], typer.Option("--target", help="csv: the column to predict")]
+TargetOpt = Annotated[Optional[str], typer.Option("--target", help="csv:/parquet: the column to predict")]
+DropOpt = Annotated[Optional[str], typer.Option("--drop", help="csv:/parquet: columns to leave out, e.g. id,name")]
+CategoricalOpt = Annotated[Optional[str], typer.Option("--categorical", help="csv:/parquet: columns to one-hot "
+                           "encode whatever their values (default: text columns)")]
+NumericOpt = Annotated[Optional[str], typer.Option("--numeric", help="csv:/parquet: columns to read as numbers "
+                       "(default: columns whose every value is a number)")]
+DropnaOpt = Annotated[bool, typer.Option("--dropna", help="csv:/parquet: drop incomplete rows instead of filling "
+                      "them (training median + indicator, or a 'missing' category)")]
 TaskOpt = Annotated[Optional[Task], typer.Option("--task", help="force the task (default: inferred from the targets)")]
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train,dev,test fractions, e.g. 0.8,0.1,0.1")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="classification: keep only these classes, relabelled "
@@ -126,11 +138,13 @@ TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial nu
 
 
 def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None, classes=None,
-               sequence=None, as_sequence=False) -> dict[str, Any]:
+               sequence=None, as_sequence=False, drop=None, categorical=None, numeric=None,
+               dropna=False) -> dict[str, Any]:
     """The data options as given (None: not given), for DataSettings.from_dict(..., **flags)."""
     return {"dataset": dataset, "data_dir": str(data_dir) if data_dir is not None else None, "target": target,
             "task": _value(task), "split": split, "image_size": image_size, "split_seed": split_seed, "classes": classes,
-            "sequence": sequence, "as_sequence": True if as_sequence else None}
+            "sequence": sequence, "as_sequence": True if as_sequence else None,
+            "drop": drop, "categorical": categorical, "numeric": numeric, "dropna": dropna or None}
 
 
 @contextmanager
@@ -166,15 +180,40 @@ def _root(
 
 
 @app.command(cls=FlagCommand)
-def datasets(json_out: JsonOpt = False) -> None:
-    """List the data sets and where they come from."""
-    from tunectl.report import datasets_table
-    from tunectl.sources import describe
+def datasets(
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="show what tunectl makes of this data "
+                       "set (a table: its columns by type, rows dropped, features after encoding)")] = None,
+    target: TargetOpt = None,
+    drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
+    numeric: NumericOpt = None,
+    dropna: DropnaOpt = False,
+    task: TaskOpt = None,
+    split: SplitOpt = None,
+    split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="seed of the train/dev/test split")] = None,
+    classes: ClassesOpt = None,
+    image_size: ImageSizeOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the data sets and where they come from; with --dataset, what is inferred from one."""
+    with handled():
+        from tunectl.report import datasets_table, dataset_summary
+        from tunectl.sources import describe
 
-    rows = describe()
-    if json_out:
-        return print_json([{"name": n, "source": s} for n, s in rows])
-    datasets_table(consoles(False)[0], rows)
+        if dataset is not None:
+            from tunectl.data import DataSettings, inspect
+
+            info = inspect(DataSettings.from_dict({}, **data_flags(
+                dataset, data_dir, target, task, split, image_size, split_seed, classes, drop, categorical, numeric,
+                dropna)))
+            if json_out:
+                return print_json(info)
+            return dataset_summary(consoles(False)[0], info)
+        rows = describe()
+        if json_out:
+            return print_json([{"name": n, "source": s} for n, s in rows])
+        datasets_table(consoles(False)[0], rows)
 
 
 @app.command(cls=FlagCommand)
@@ -210,6 +249,10 @@ def train(
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
     target: TargetOpt = None,
+    drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
+    numeric: NumericOpt = None,
+    dropna: DropnaOpt = False,
     task: TaskOpt = None,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
@@ -234,10 +277,15 @@ def train(
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction, stream=stream,
                                       **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
-                                                   sequence, as_sequence))
+                                                   sequence, as_sequence, drop, categorical, numeric, dropna))
         with decoding(json_out, quiet):
             plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
         stdout, stderr = consoles(json_out, quiet)
+        if plan.splits.manifest.get("preprocessing") and not quiet:  # a table: what was inferred, first
+            from tunectl.tables import describe
+
+            for line in describe(plan.splits.manifest["preprocessing"]):
+                typer.echo(line, err=True)
         with TrainDisplay(stderr, plan.cfg.epochs, f"{data.dataset} {plan.cfg.model}") as display:
             result = runs.execute(plan, on_epoch=display.on_epoch, on_batch=display.on_batch)
         if result["moved"]:
@@ -319,6 +367,10 @@ def tune(
     root: RootOpt = Path("studies"),
     data_dir: DataDirOpt = None,
     target: TargetOpt = None,
+    drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
+    numeric: NumericOpt = None,
+    dropna: DropnaOpt = False,
     task: TaskOpt = None,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
@@ -351,7 +403,7 @@ def tune(
 
         settings = settings_for(
             space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes, sequence,
-                              as_sequence), study, storage, model,
+                              as_sequence, drop, categorical, numeric, dropna), study, storage, model,
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
@@ -475,6 +527,8 @@ def export(
     study: StudyArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="a new folder for params.yaml, model.pt, split.json, README.md")],
     trial: TrialOpt = None,
+    format_: Annotated[ExportFormat, typer.Option("--format", help="onnx: model.onnx too, with the input scaling "
+                       "folded in (probabilities out)")] = ExportFormat.torch,
     allow_changed_model: Annotated[bool, typer.Option("--allow-changed-model", help="your own builder's file changed "
                                    "since tuning: use it as it is now (its SHA-256 differs from the recorded one)")] = False,
     storage: StorageOpt = None,
@@ -486,10 +540,39 @@ def export(
         from tunectl.evaluate import export_trial
         from tunectl.report import export_summary
 
-        r = export_trial(study, out, trial, root, storage, allow_changed_model)
+        r = export_trial(study, out, trial, root, storage, allow_changed_model, onnx=format_ == ExportFormat.onnx)
         if json_out:
             return print_json(r)
         export_summary(consoles(False)[0], r)
+
+
+@app.command(cls=FlagCommand)
+def predict(
+    source: Annotated[str, typer.Argument(help="a study name, or a folder with model.pt and split.json (an export "
+                                          "bundle, a train run)", autocompletion=complete_study)],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="the new data: csv:PATH or parquet:PATH with the "
+                       "training columns, npz:PATH (an array x, y not needed) or folder:DIR of images")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="the predictions CSV (a new file; written whole)")] = None,
+    trial: TrialOpt = None,
+    id_: Annotated[Optional[str], typer.Option("--id", help="a table's column to name each row by (default: the "
+                   "row number from 0)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace --out if it exists")] = False,
+    storage: StorageOpt = None,
+    root: RootOpt = Path("studies"),
+    device: DeviceOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="the predictions as JSON on stdout (with or without --out)")] = False,
+) -> None:
+    """Use a tuned model on new data: its stored preprocessing, then the model; class probabilities too."""
+    with handled():
+        from tunectl.predict import predict as run_predict
+        from tunectl.report import prediction_summary
+
+        if out is None and not json_out:
+            fail("give --out FILE for the predictions CSV (or --json for stdout), e.g. --out predictions.csv")
+        r = run_predict(source, dataset, out, trial, root, storage, id_, device, force)
+        if json_out:
+            return print_json(r)
+        prediction_summary(consoles(False)[0], r)
 
 
 @app.command(cls=FlagCommand)

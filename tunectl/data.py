@@ -5,7 +5,9 @@ stored in studies, run folders and params files. `load_splits(settings)` reads t
 (`sources.py`) and cuts it into train/dev/test with a seeded, stratified split; the `Splits`
 carry a manifest (seed, sizes, hash of each split's indices, hash of the data) so a later run
 can prove it used the same split. Scaling statistics come from the training examples only, so
-nothing about dev or test leaks into training.
+nothing about dev or test leaks into training. A table's preprocessing record (`tables.py`: types,
+categories, medians) is fitted on the training rows here too, and kept in the manifest with the
+scaling; given a stored manifest (`stored=`), both are applied as stored, never recomputed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from tunectl import sequences
 from tunectl.errors import DataError
-from tunectl.sources import MAX_IMAGE_SIZE, TASKS, Dataset, DataSpec, _short, check_image_size, load_dataset
+from tunectl.sources import MAX_IMAGE_SIZE, TASKS, Dataset, DataSpec, _short, _to_float32, check_image_size, load_dataset
 
 DEV_TEST_FRACTION = 0.2  # dev and test each get 20% of the examples ...
 
@@ -78,13 +80,20 @@ def check_data_settings(data: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         where = f"data.{key}"
-        if key in ("dataset", "data_dir", "target", "task", "sequence"):
+        if key in ("dataset", "data_dir", "target", "task", "sequence", "drop", "categorical", "numeric"):
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{where}: expected a name, got {_short(value)}"
                                 + (", e.g. dataset: digits" if key == "dataset" else ""))
             if key == "task" and value not in TASKS:
                 raise DataError(f"{where}: {_short(value)} is not one of {', '.join(TASKS)}")
-        elif key == "as_sequence":
+            if key in ("drop", "categorical", "numeric"):
+                from tunectl.tables import parse_columns
+
+                try:
+                    parse_columns(value, "--" + key)
+                except DataError as e:
+                    raise DataError(f"{where}: {str(e).split(': ', 1)[1]}") from None
+        elif key in ("dropna", "as_sequence"):
             if not isinstance(value, bool):
                 raise DataError(f"{where}: expected true or false, got {_short(value)}")
         elif key == "image_size":
@@ -131,6 +140,10 @@ def _check_flag(key: str, value: Any) -> Any:
         parse_classes(value)
     elif key == "sequence" and (not isinstance(value, str) or not value.strip()):
         raise DataError(f"--sequence {_short(value)}: give the CSV column that holds the text, e.g. --sequence text")
+    elif key in ("drop", "categorical", "numeric"):
+        from tunectl.tables import parse_columns
+
+        parse_columns(value, "--" + key)
     elif key == "train_fraction" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0.0 < value <= 1.0):
         raise DataError(f"--train-fraction {_short(value)}: must be in (0, 1], e.g. 0.25")
@@ -156,11 +169,15 @@ class DataSettings:
     classes: str | None = None  # keep these classes only, relabelled 0..k-1: "0-4", "5,6,7", "cat,dog"
     sequence: str | None = None  # csv: the text column, read as characters (sequences.py)
     as_sequence: bool = False  # read as sequences: an image as H steps of W features, npz integers as tokens
+    drop: str | None = None  # tables: columns left out ("id,name")
+    categorical: str | None = None  # tables: columns one-hot encoded, overriding the inferred type
+    numeric: str | None = None  # tables: columns read as numbers, overriding the inferred type
+    dropna: bool = False  # tables: drop incomplete rows instead of filling them (the count is in the manifest)
     download: bool = False  # fetch a torchvision data set if absent (never stored)
     stream: bool = False  # read image batches from the memory-mapped bytes (never stored: same results)
 
     KEYS = ("dataset", "data_dir", "target", "task", "image_size", "split", "split_seed", "train_fraction", "classes",
-            "sequence", "as_sequence")
+            "sequence", "as_sequence", "drop", "categorical", "numeric", "dropna")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, **changes: Any) -> "DataSettings":
@@ -171,7 +188,7 @@ class DataSettings:
             raise DataError(f"data: unknown key {_short(unknown[0], 60)}; allowed: {', '.join(cls.KEYS)}")
         checked = check_data_settings(data)
         for key, value in changes.items():
-            if value is not None and key not in ("download", "stream"):
+            if value is not None and value is not False and key not in ("download", "stream"):
                 checked[key] = _check_flag(key, value)
         if isinstance(checked.get("split"), list):
             checked["split"] = ",".join(str(v) for v in checked["split"])
@@ -179,11 +196,12 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed}
-        for key in ("target", "task", "image_size", "split", "classes", "sequence"):
+        for key in ("target", "task", "image_size", "split", "classes", "sequence", "drop", "categorical", "numeric"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-        if self.as_sequence:
-            out["as_sequence"] = True
+        for key in ("as_sequence", "dropna"):
+            if getattr(self, key):
+                out[key] = True
         if self.train_fraction != 1.0:
             out["train_fraction"] = self.train_fraction
         return out
@@ -194,7 +212,8 @@ class DataSettings:
     @property
     def spec(self) -> DataSpec:
         return DataSpec(self.dataset, self.data_dir, self.download, self.target, self.task, self.image_size,
-                        sequence=self.sequence, as_sequence=self.as_sequence)
+                        sequence=self.sequence, as_sequence=self.as_sequence, drop=self.drop,
+                        categorical=self.categorical, numeric=self.numeric, dropna=self.dropna)
 
     @property
     def ratios(self) -> tuple[float, float, float] | None:
@@ -284,7 +303,8 @@ def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dat
     rows = relabel[ds.y] >= 0
     names = [ds.classes[i] for i in keep]
     new_task = task or ("binary" if len(keep) == 2 else "multiclass")
-    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names, x_digest=None)
+    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names, x_digest=None,
+                  table=ds.table.take(rows.numpy()) if ds.table is not None else None)
     return out, {"selection": text, "names": names, "indices": keep}
 
 def read_dataset(settings: "DataSettings", raw: bool = False) -> tuple[Dataset, dict[str, Any] | None]:
@@ -354,6 +374,7 @@ def make_splits(
     spec: DataSpec | None = None,
     classes: dict[str, Any] | None = None,
     stream: bool = False,
+    stored: dict[str, Any] | None = None,
 ) -> Splits:
     """Split once, seeded and stratified; scale with training statistics only.
 
@@ -362,12 +383,22 @@ def make_splits(
     `ds.x`, `ds.pixels` set) stay bytes: the splits are `pixels.Rows`, scaled per mini-batch, with
     the same statistics, hash and values as the float32 path; `stream` (or a data set larger than
     a share of memory) reads each batch from the mapped bytes rather than the device.
+    `stored`: the manifest of the
+    study (or run) these data were split for: its preprocessing record and scaling are applied
+    as they are (the data hash then proves the data unchanged).
     """
     check_split_seed(seed)
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
             or not 0.0 < train_fraction <= 1.0:
         raise DataError(f"--train-fraction {_short(train_fraction)}: must be in (0, 1], e.g. 0.25")
     train, dev, test, stratified = split_indices(ds, ratios, seed)
+    stored = stored if isinstance(stored, dict) else {}
+    record = None
+    if ds.table is not None:  # a table: its encoding is learned from the training rows only
+        from tunectl.tables import check_record, encode, fit
+
+        record = check_record(stored["preprocessing"]) if stored.get("preprocessing") else fit(ds.table, train)
+        ds = replace(ds, x=_to_float32(encode(record, ds.table.frame), ds.name))
     manifest = {
         "dataset": ds.name,
         "spec": spec.to_dict() if spec else {"name": ds.name},
@@ -382,6 +413,12 @@ def make_splits(
     }
     if classes is not None:
         manifest["classes"] = classes
+    if ds.classes:
+        manifest["labels"] = list(ds.classes)  # what each output means (predict names its columns so)
+    if record is not None:
+        manifest["preprocessing"] = record
+        manifest["dropped_rows"] = {"missing_target": record["rows"]["missing_target"],
+                                    "incomplete": record["rows"]["incomplete"]}
     if train_fraction < 1.0:
         rng = np.random.default_rng(seed)
         keep = max(1, round(train_fraction * len(train)))
@@ -412,6 +449,11 @@ def make_splits(
         x_tr = ds.x[train]
         mean, std = x_tr.mean(dim=0, keepdim=True), x_tr.std(dim=0, keepdim=True)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # NaN (one example) fails '>' too  # constant features stay as they are
+    old = stored.get("scaling") if isinstance(stored.get("scaling"), dict) else {}
+    if "x_mean" in old and stored.get("train_fraction", 1.0) == train_fraction:  # as stored, not recomputed
+        m, s = torch.tensor(old["x_mean"], dtype=torch.float32), torch.tensor(old["x_std"], dtype=torch.float32)
+        if m.shape == mean.shape == s.shape:  # else the data changed: the data hash below says so
+            mean, std = m, s
     if sequences.is_tokens(ds):
         part = lambda rows: ds.x[rows]  # noqa: E731
     elif ds.x.dtype == torch.uint8 and ds.pixels:  # bytes: views of the whole array, scaled per mini-batch
@@ -426,7 +468,8 @@ def make_splits(
         y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) if len(y_tr) > 1 else 1.0
         y_scale = y_scale if y_scale > 1e-12 else 1.0
     ty = (lambda y: (y - y_mean) / y_scale) if ds.task == "regression" else (lambda y: y)
-    manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale}
+    manifest["scaling"] = {"from": "train", "y_mean": y_mean, "y_scale": y_scale,
+                           "x_mean": mean.tolist(), "x_std": std.tolist()}  # per feature, or per channel
     out_dim = ds.n_classes if ds.task == "multiclass" else 1
     return Splits(
         part(train), ty(y_tr), part(dev), ty(ds.y[dev]), ds.task, tuple(ds.x.shape[1:]), out_dim,
@@ -435,14 +478,16 @@ def make_splits(
         ds.vocab, None if sequences.is_tokens(ds) else std,
     )
 
-def load_splits(settings: DataSettings, include_test: bool = False, raw: bool = False) -> Splits:
+def load_splits(settings: DataSettings, include_test: bool = False, raw: bool = False,
+                stored: dict[str, Any] | None = None) -> Splits:
     """Read the data set and split it as `settings` say (include_test: only `evaluate` does).
 
     raw: image data read as bytes stay bytes (`pixels.Rows`, scaled per mini-batch; `train.fit`
-    takes them); otherwise every split is a float32 tensor. The numbers are the same either way."""
+    takes them); otherwise every split is a float32 tensor. The numbers are the same either way.
+    `stored`: the study's manifest, whose preprocessing and scaling are applied as stored."""
     ds, classes = read_dataset(settings, raw)
     return make_splits(ds, settings.ratios, settings.split_seed, settings.train_fraction, include_test,
-                       settings.spec, classes, settings.stream)
+                       settings.spec, classes, settings.stream, stored)
 
 
 def same_split(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -481,3 +526,17 @@ def augmenter(level: str, input_shape: tuple[int, ...], flips_ok: bool):
         return F.grid_sample(xb, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     return apply
+
+
+def inspect(settings: DataSettings) -> dict[str, Any]:
+    """What tunectl makes of a data set (`tunectl datasets --dataset`): the task, the classes, the
+    split's sizes and, for a table, the preprocessing record fitted on the training split."""
+    splits = load_splits(settings)
+    m = splits.manifest
+    out = {"dataset": settings.dataset, "task": splits.task, "labels": list(splits.classes),
+           "input_shape": list(splits.input_shape), "sizes": m["sizes"], "split_seed": m["seed"]}
+    if m.get("preprocessing"):
+        from tunectl.tables import describe
+
+        out.update(dropped_rows=m["dropped_rows"], preprocessing=m["preprocessing"], lines=describe(m["preprocessing"]))
+    return out

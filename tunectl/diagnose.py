@@ -209,9 +209,10 @@ def curve_evidence(curve: list[dict[str, Any]], noise: float) -> list[dict[str, 
 
 
 def data_curve(config: dict[str, Any], data: Any, fractions: tuple[float, ...] = CURVE_FRACTIONS,
-               device: str | None = None, on_point: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+               device: str | None = None, on_point: Callable[[dict[str, Any]], Any] | None = None,
+               stored: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Retrain `config` on growing shares of the training split of `data` (a DataSettings: same split
-    seed, epochs and dev split)."""
+    seed, epochs and dev split); `stored`: the study's manifest (a table's preprocessing as recorded)."""
     from tunectl.data import make_splits, read_dataset  # torch: only when a curve is asked for
     from tunectl.train import check_device, fit
 
@@ -220,7 +221,7 @@ def data_curve(config: dict[str, Any], data: Any, fractions: tuple[float, ...] =
     cfg = from_dict(config)
     points = []
     for f in fractions:
-        splits = make_splits(ds, data.ratios, data.split_seed, f, spec=data.spec, classes=classes)
+        splits = make_splits(ds, data.ratios, data.split_seed, f, spec=data.spec, classes=classes, stored=stored)
         n = len(splits.x_train)
         # a mini-batch larger than the subset becomes the full batch, not an error
         hist = fit(cfg if cfg.batch_size <= n else cfg.replace(batch_size=0), splits, device=device)
@@ -326,7 +327,7 @@ def read_run(folder: Path | str) -> dict[str, Any]:
             "n_dev": sizes.get("dev") if isinstance(sizes.get("dev"), int) else None,
             "train_error": hist.get("train_error"), "dev_error": hist.get("dev_error"),
             "curve": hist.get("history") or [], "config": hist.get("config") or {}, "data": hist.get("data") or {},
-            "y_scale": y_scale, "space": None, "status": hist.get("status")}
+            "y_scale": y_scale, "space": None, "status": hist.get("status"), "manifest": manifest}
 
 
 def trial_subject(record: dict[str, Any], meta: dict[str, Any], study: str) -> dict[str, Any]:
@@ -342,7 +343,7 @@ def trial_subject(record: dict[str, Any], meta: dict[str, Any], study: str) -> d
             "n_dev": (manifest.get("sizes") or {}).get("dev"),
             "dev_error": record["dev_error"], "curve": record.get("curve") or [], "config": record.get("config") or {},
             "data": meta.get("data", {}), "y_scale": manifest.get("scaling", {}).get("y_scale"),
-            "space": meta.get("space"), "status": record.get("reason")}
+            "space": meta.get("space"), "status": record.get("reason"), "manifest": manifest}
 
 
 def diagnose_subject(s: dict[str, Any], human_error: float | None = None, thresholds: Thresholds = Thresholds(),
@@ -438,7 +439,7 @@ def diagnose_target(target: str, trial: int | None = None, human_error: float | 
         if on_curve is not None:
             on_curve(None)
         points = data_curve(subject["config"], DataSettings.from_dict(subject["data"]), device=device,
-                            on_point=on_curve)
+                            on_point=on_curve, stored=subject.get("manifest"))
     diag = diagnose_subject(subject, human_error, thresholds, points)
     out = diag.to_dict()
     if next_space is not None:

@@ -82,7 +82,7 @@ def study_splits(meta: dict[str, Any], include_test: bool):
     from tunectl.data import DataSettings, load_splits, same_split
 
     d = meta["data"]
-    splits = load_splits(DataSettings.from_dict(d), include_test=include_test)
+    splits = load_splits(DataSettings.from_dict(d), include_test=include_test, stored=meta["manifest"])
     if not same_split(meta["manifest"], splits.manifest):
         raise StudyError(
             f"the data no longer produce the study's split (split hash mismatch for {d['dataset']}): the data "
@@ -255,13 +255,24 @@ tunectl train --params {params_path}
   loaded with `weights_only=True`). In Python:
   `from tunectl.models import load_checkpoint, model_from_checkpoint; model, cfg = model_from_checkpoint(load_checkpoint("{model_path}"))`.
   Inputs are standardized with the training split's mean and standard deviation, as `tunectl train` does.
-- `split.json`: the split manifest (seed, sizes, a hash of each split's indices, a hash of the data).
+- `split.json`: the split manifest (seed, sizes, a hash of each split's indices, a hash of the data), the
+  input scaling and, for a table, its preprocessing record (columns, types, categories, medians).
+
+Predict with it, in any folder (the bundle carries its preprocessing). `model.onnx` (with
+`export --format onnx`) is the same model with the input scaling folded in: input `x`, the encoded
+features (for a table, in the order of split.json's `preprocessing.features`); output `y`, the
+class probabilities (or the prediction in the target's units).
+
+```
+tunectl predict {out} --dataset csv:new.csv --out predictions.csv
+```
 {transfer}"""
 
 
 def export_trial(study: str, out: Path | str, trial: int | None = None, root: Path | str = studies.ROOT,
-                 storage: str | None = None, allow_changed: bool = False) -> dict[str, Any]:
-    """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint."""
+                 storage: str | None = None, allow_changed: bool = False, onnx: bool = False) -> dict[str, Any]:
+    """params.yaml, model.pt, split.json and README.md for one trial, from its kept checkpoint; with
+    `onnx`, model.onnx too (the input scaling folded in: `inference.Predictor`)."""
     from tunectl.config import from_dict
     from tunectl.models import load_checkpoint
 
@@ -287,11 +298,14 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
     data = DataSettings.from_dict(c.meta["data"])
     with files.NewFolder(out, fallback=False) as bundle:  # the bundle appears whole, or not at all
         _write_bundle(bundle.path, out, study, c, cfg, data, builder)
+        if onnx:
+            _write_onnx(bundle.path / "model.onnx", c, allow_changed)
     return {
         "study": study,
         "trial": n,
         "out": str(out),
-        "files": ["params.yaml", "model.pt", "split.json", "README.md", *([builder.name] if builder else [])],
+        "files": ["params.yaml", "model.pt", "split.json", "README.md", *([builder.name] if builder else []),
+                  *(["model.onnx"] if onnx else [])],
         "dev_error": rec.get("dev_error"),
         "train_error": rec.get("train_error"),
         "params": rec.get("params"),
@@ -299,6 +313,17 @@ def export_trial(study: str, out: Path | str, trial: int | None = None, root: Pa
         "rechecked": {k: v for k, v in rec["recheck"].items() if k != "seeds"} if rec.get("recheck") else None,
         "command": f"tunectl train --params {out / 'params.yaml'}",
     }
+
+
+def _write_onnx(path: Path, c: Chosen, allow_changed: bool) -> None:
+    """model.onnx: the trial's Predictor (scaling, model, probabilities or target units) as ONNX."""
+    from tunectl.inference import predictor, write_onnx
+    from tunectl.models import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(c.checkpoint)
+    model, _ = model_from_checkpoint(ckpt, allow_changed)
+    task = ckpt.get("task") or c.meta["manifest"].get("task")
+    write_onnx(predictor(model, c.meta["manifest"], task, f"study '{c.study}'"), tuple(ckpt["input_shape"]), path)
 
 
 def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data, builder: Path | None = None) -> None:
@@ -323,4 +348,4 @@ def _write_bundle(folder: Path, out: Path, study: str, c: Chosen, cfg, data, bui
         dataset=data.dataset, split_seed=data.split_seed, sizes=c.meta["manifest"].get("sizes"),
         params=", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in (rec.get("params") or {}).items()) or "-",
-        params_path=out / "params.yaml", model_path=out / "model.pt", transfer=transfer))
+        params_path=out / "params.yaml", model_path=out / "model.pt", out=out, transfer=transfer))

@@ -128,3 +128,34 @@ def write_text(path: Path, text: str) -> None:
     except BaseException:  # a full disk (or Ctrl-C) mid-write: no half file left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_new(path: Path, text: str, force: bool = False, option: str = "--out") -> None:
+    """Write a new file whole: a temporary file, then a hard link into place, which fails if another
+    process made `path` meanwhile (nothing is replaced); `force` renames over it instead. A kill
+    mid-write leaves at most the hidden temporary file, never half of `path`."""
+    import errno
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        if force:
+            tmp.replace(path)
+            return
+        try:
+            try:
+                os.link(tmp, path)
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # no hard links here: claim, then rename
+                tmp.replace(path)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+            raise ConfigError(f"{option} {path}: another process wrote it meanwhile; nothing was replaced; give a "
+                              f"new file, or add --force to replace it") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -162,6 +162,41 @@ def datasets_table(console: Console, rows: list[tuple[str, str]]) -> None:
     console.print(t)
 
 
+def dataset_summary(console: Console, info: dict[str, Any]) -> None:
+    """`tunectl datasets --dataset X`: what was inferred (a table's columns by type), task, split."""
+    for line in info.get("lines") or []:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    record = info.get("preprocessing")
+    if record:
+        t = Table(title="Columns (learned from the training split)", title_justify="left")
+        for c in ("column", "type", "how", "missing", "median / categories"):
+            t.add_column(c)
+        for col in record["columns"]:
+            stat = (f"{col['median']:.6g}" + (" (+ indicator)" if col["indicator"] else "")
+                    if col["type"] == "numeric" else ", ".join(col["categories"][:8])
+                    + (", ..." if len(col["categories"]) > 8 else ""))
+            t.add_row(col["name"], col["type"], col["how"], str(col.get("missing", 0)), stat)
+        console.print(t)
+    sizes = info["sizes"]
+    labels = info.get("labels") or []
+    what = f"{info['task']}" + (f" ({len(labels)} classes: {', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
+                                if labels else "")
+    console.print(f"{info['dataset']}: {what}; inputs {' x '.join(map(str, info['input_shape']))}; split "
+                  f"{sizes['train']}/{sizes['dev']}/{sizes['test']} (train/dev/test, seed {info['split_seed']})",
+                  soft_wrap=True, markup=False, highlight=False)
+
+
+def prediction_summary(console: Console, r: dict[str, Any]) -> None:
+    """`tunectl predict --out FILE`: where the predictions went, and the first few."""
+    console.print(f"{r['n']} predictions by {r['model']} written to {r['out']}", soft_wrap=True, markup=False)
+    t = Table(title=f"first rows of {r['out']}", title_justify="left")
+    for c in r["columns"]:
+        t.add_column(c)
+    for row in r["predictions"][:5]:
+        t.add_row(*(fmt(row[c]) if isinstance(row[c], float) else str(row[c]) for c in r["columns"]))
+    console.print(t)
+
+
 # ----------------------------------------------------------------------------- studies
 
 

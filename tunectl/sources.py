@@ -1,13 +1,13 @@
-"""Data sources: read a data set from where it lives (scikit-learn, torchvision, a folder, a CSV, an npz) into tensors.
+"""Data sources: read a data set from where it lives (scikit-learn, torchvision, a folder, a table, an npz) into tensors.
 
 `load_dataset(spec)` returns a `Dataset` (x, y, the task inferred from the targets, the class
 names) or refuses the input with one DataError line that says how to fix it. Splitting,
-scaling and the manifest are `data.py`'s.
+scaling and the manifest are `data.py`'s. A table (csv:, parquet:) is read by `tables.py`; its
+features are encoded once the split is known (`data.make_splits`), from the training rows only.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import gzip
 import os
@@ -37,7 +37,8 @@ TORCHVISION = {
 
 PREFIXED = {
     "folder:DIR": "torchvision ImageFolder: one sub-folder per class (--image-size to resize)",
-    "csv:PATH": "a CSV file with a header row (--target COLUMN; --sequence COLUMN: text)",
+    "csv:PATH": "a CSV file with a header row (--target COLUMN; text columns one-hot, missing values filled; --sequence COLUMN: text)",
+    "parquet:PATH": "a Parquet file, read like a CSV (--target COLUMN, --drop, --categorical, --numeric, --dropna)",
     "npz:PATH": "a NumPy .npz file with arrays x and y (N x T x F: sequences)",
     "py:FILE.py:FUNCTION": "your own loader: FUNCTION() returns (x, y) or (x, y, task); x of N x H x W is images",
 }
@@ -57,9 +58,14 @@ class DataSpec:
     sequence: str | None = None  # csv: the text column read as characters (sequences.py)
     as_sequence: bool = False  # read the data as sequences: an image as H steps of W features (sequences.py)
 
+    drop: str | None = None  # csv:/parquet: columns left out, "id,name"
+    categorical: str | None = None  # csv:/parquet: columns one-hot encoded whatever their values look like
+    numeric: str | None = None  # csv:/parquet: columns read as numbers whatever their values look like
+    dropna: bool = False  # csv:/parquet: drop incomplete rows instead of filling them
+
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()
-                if v is not None and k != "download" and not (k == "as_sequence" and not v)}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v is not False and k != "download"}
 
 @dataclass
 class Dataset:
@@ -75,6 +81,7 @@ class Dataset:
     integer: bool = False  # x came as integers (an npz): --as-sequence reads N x T of them as token ids
     pixels: str | None = None  # images read as bytes: how they become floats (pixels.CONVERSIONS); x is uint8 until then
     x_digest: str | None = None  # the float32 data hash, when the folder cache computed it already
+    table: Any = None  # csv:/parquet: the tables.Table whose encoding make_splits fits (x is N x 0 until then)
 
     @property
     def n_classes(self) -> int:
@@ -117,8 +124,8 @@ def load_dataset(spec: DataSpec, raw: bool = False) -> Dataset:
         ds = _load_torchvision(name, Path(spec.data_dir), spec.download)
     elif name.startswith("folder:"):
         ds = _load_folder(Path(name.removeprefix("folder:")), spec.image_size)
-    elif name.startswith("csv:"):
-        ds = _load_csv(Path(name.removeprefix("csv:")), spec.target)
+    elif name.startswith(("csv:", "parquet:")):
+        ds = _load_table(spec)
     elif name.startswith("npz:"):
         ds = _load_npz(Path(name.removeprefix("npz:")))
     elif name.startswith("py:"):
@@ -126,6 +133,11 @@ def load_dataset(spec: DataSpec, raw: bool = False) -> Dataset:
     else:
         known = ", ".join([*EMBEDDED, *TORCHVISION, *PREFIXED])
         raise DataError(f"unknown data set {_short(name)}; use one of: {known} (see `tunectl datasets`)")
+    if ds.table is None:
+        for option, value in (("--drop", spec.drop), ("--categorical", spec.categorical), ("--numeric", spec.numeric),
+                              ("--dropna", spec.dropna or None)):
+            if value is not None:
+                raise DataError(f"{option}: only for tables (csv:PATH, parquet:PATH), not {_short(name)}; drop it")
     if spec.task is not None:
         ds = _force_task(ds, spec.task)
     _check(ds)
@@ -297,57 +309,13 @@ def _check_memory(where: str, n: int, numel: int, image_size: int | None) -> Non
         raise DataError(f"{where}: {n} images of {numel} values need {need / 2**30:.1f} GiB as float32, more than half "
                         f"of the {free / 2**30:.1f} GiB free; {fix}")
 
-def _load_csv(path: Path, target: str | None) -> Dataset:
-    where = f"csv:{path}"
-    if path.is_dir():
-        raise DataError(f"{where}: is a folder, not a CSV file; give the file's path")
-    if not path.is_file():
-        raise DataError(f"{where}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of a name
-            reader = csv.reader(f)
-            rows, lines = [], []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # a blank line (a trailing one, most often) holds no example
-                rows.append(row)
-                lines.append(reader.line_num)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{where}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                        f"save it as UTF-8") from None
-    except csv.Error as e:  # a NUL byte, a field past the csv module's size limit
-        raise DataError(f"{where}: not a readable CSV file ({_short(str(e))}); check the file") from None
-    if len(rows) < 2:
-        raise DataError(f"{where}: needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    columns = ", ".join(h if len(h) <= 40 else h[:37] + "..." for h in header[:30]) + (", ..." if len(header) > 30 else "")
-    if target is None:
-        raise DataError(f"{where}: say which column to predict with --target COLUMN (columns: {columns})")
-    if target not in header:
-        raise DataError(f"{where}: no column {_short(target)}; --target must be one of: {columns}")
-    if header.count(target) > 1:
-        raise DataError(f"{where}: {header.count(target)} columns are named {_short(target)}; rename them so that "
-                        f"--target names one")
-    if len(header) < 2:
-        raise DataError(f"{where}: has only the target column {_short(target)} and no feature to learn from; "
-                        f"add feature columns")
-    t = header.index(target)
-    for row, line in zip(body, lines[1:]):
-        if len(row) != len(header):
-            raise DataError(f"{where}: line {line} has {len(row)} cells but the header has {len(header)}; "
-                            f"fix that row (a missing or extra comma?)")
-    feats = np.empty((len(body), len(header) - 1), dtype=np.float64)
-    names = [h for i, h in enumerate(header) if i != t]
-    for r, (row, line) in enumerate(zip(body, lines[1:])):
-        for j, v in enumerate(c for i, c in enumerate(row) if i != t):
-            try:
-                feats[r, j] = float(v)
-            except ValueError:
-                raise DataError(f"{where}: line {line}, column {_short(names[j], 40)}: {_short(v.strip(), 40)} is "
-                                f"not a number; feature columns must be numbers (encode them first)") from None
-    labels = [r[t].strip() for r in body]
-    y, classes, task = _targets(np.array(labels, dtype=object), where)
-    return Dataset(_to_float32(feats, where), y, task, where, classes)
+def _load_table(spec: DataSpec) -> Dataset:
+    """csv:PATH or parquet:PATH: the targets here; the features stay a table until the split is known."""
+    from tunectl.tables import read_table
+
+    t = read_table(spec.name, spec.target, spec.drop, spec.categorical, spec.numeric, spec.dropna)
+    y, classes, task = _targets(t.target_values, spec.name)
+    return Dataset(torch.zeros((len(y), 0)), y, task, spec.name, classes, table=t)
 
 def _to_float32(a: np.ndarray, where: str) -> torch.Tensor:
     """Features as float32, refusing what float32 cannot hold (rather than turning it into inf)."""
@@ -488,7 +456,7 @@ def _force_task(ds: Dataset, task: str) -> Dataset:
 def _check(ds: Dataset) -> None:
     if len(ds.x) == 0:
         raise DataError(f"{ds.name}: the data set is empty")
-    if ds.x[0].numel() == 0:
+    if ds.x[0].numel() == 0 and ds.table is None:
         raise DataError(f"{ds.name}: the examples have no features (shape {tuple(ds.x.shape[1:])}); add features")
     if ds.x.dtype != torch.uint8 and not torch.isfinite(ds.x).all():  # bytes are always finite
         raise DataError(f"{ds.name}: features contain NaN or infinite values; drop or fill those rows")

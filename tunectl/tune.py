@@ -129,12 +129,15 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
 # ----------------------------------------------------------------------------- study set-up
 
 
-def study_data(settings: TuneSettings):
-    """The study's training and dev splits (never its test split: tuning cannot touch it)."""
+def study_data(settings: TuneSettings, stored: dict[str, Any] | None = None):
+    """The study's training and dev splits (never its test split: tuning cannot touch it); `stored`:
+    the study's manifest, whose preprocessing and scaling a joining worker applies as recorded."""
     from tunectl.data import DataSettings, load_splits  # torch: only where data are loaded
 
-    # images as bytes (raw): every worker maps the same decode cache rather than holding its own floats
-    return load_splits(DataSettings.from_dict(settings.data, stream=settings.stream), include_test=False, raw=True)
+    # images as bytes (raw): every worker maps the same decode cache rather than holding its own floats;
+    # a table's preprocessing and the scaling as the study stored them
+    return load_splits(DataSettings.from_dict(settings.data, stream=settings.stream), include_test=False, raw=True,
+                       stored=stored)
 
 
 def base_config(settings: TuneSettings) -> TrainConfig:
@@ -472,7 +475,7 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
     if splits is None:
         from tunectl.data import same_split
 
-        splits = study_data(settings)
+        splits = study_data(settings, study.user_attrs[ATTR]["manifest"])
         if not same_split(study.user_attrs[ATTR]["manifest"], splits.manifest):
             raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
                              f"give it the same data set and --split")
