@@ -137,7 +137,7 @@ StreamOpt = Annotated[bool, typer.Option("--stream", help="image data: read each
 TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
 
 
-def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None, classes=None,
+def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=None, classes=None, *,
                sequence=None, as_sequence=False, drop=None, categorical=None, numeric=None,
                dropna=False) -> dict[str, Any]:
     """The data options as given (None: not given), for DataSettings.from_dict(..., **flags)."""
@@ -205,8 +205,8 @@ def datasets(
             from tunectl.data import DataSettings, inspect
 
             info = inspect(DataSettings.from_dict({}, **data_flags(
-                dataset, data_dir, target, task, split, image_size, split_seed, classes, drop, categorical, numeric,
-                dropna)))
+                dataset, data_dir, target, task, split, image_size, split_seed, classes, drop=drop,
+                categorical=categorical, numeric=numeric, dropna=dropna)))
             if json_out:
                 return print_json(info)
             return dataset_summary(consoles(False)[0], info)
@@ -277,7 +277,8 @@ def train(
         values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction, stream=stream,
                                       **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
-                                                   sequence, as_sequence, drop, categorical, numeric, dropna))
+                                                   sequence=sequence, as_sequence=as_sequence, drop=drop,
+                                                   categorical=categorical, numeric=numeric, dropna=dropna))
         with decoding(json_out, quiet):
             plan = runs.plan(values, data, out, force, device, allow_changed_model)  # every check before any display or folder
         stdout, stderr = consoles(json_out, quiet)
@@ -402,8 +403,9 @@ def tune(
         from tunectl.workers import parse_timeout
 
         settings = settings_for(
-            space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes, sequence,
-                              as_sequence, drop, categorical, numeric, dropna), study, storage, model,
+            space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
+                              sequence=sequence, as_sequence=as_sequence, drop=drop, categorical=categorical,
+                              numeric=numeric, dropna=dropna), study, storage, model,
             str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
