@@ -72,8 +72,12 @@ def test_a_history_as_history_json_holds_it(iris):
 
     hist = fit(TrainConfig(epochs=3, width=4, depth=1, seed=0, batch_size=0), iris, device="cpu")
     d = hist.to_dict()
-    assert list(d) == ["status", "train_error", "dev_error", "best_epoch", "epochs", "batch_size_used", "seconds",
-                       "epoch_seconds", "history"]
+    assert list(d) == ["status", "train_error", "dev_error", "dev_error_se", "train_error_se", "best_epoch", "epochs",
+                       "batch_size_used", "seconds", "epoch_seconds", "history"]
+    from tunectl import noise
+
+    n_dev = len(iris.y_dev)  # an error rate's standard error: the plus-four binomial on the dev split
+    assert d["dev_error_se"] == pytest.approx(noise.binomial_se(hist.dev_error, n_dev))
     assert d["seconds"] == hist.seconds > 0 and d["epochs"] == 3 == len(d["history"])
     assert d["epoch_seconds"] == pytest.approx(hist.seconds / 3)
     assert (d["train_error"], d["dev_error"], d["best_epoch"]) == (hist.train_error, hist.dev_error, hist.best_epoch)
@@ -255,7 +259,7 @@ def test_each_range_check_names_the_field_the_value_and_the_fix(name, value, fix
 
 
 @pytest.mark.parametrize("name, value, allowed", [
-    ("model", "rnn-ish", "mlp, cnn, transfer"),
+    ("model", "rnn-ish", "mlp, cnn, transfer, rnn"),
     ("activation", "gelu", "relu, leaky_relu, tanh, sigmoid"),
     ("optimizer", "adamw", "sgd, momentum, rmsprop, adam"),
     ("augment", "heavy", "none, light, strong"),

@@ -104,7 +104,9 @@ def test_a_trial_record_becomes_the_subject_with_the_studys_task_and_scale():
     assert s == {"source": {"study": "diabetes-night", "trial": 7, "state": "COMPLETE", "reason": "complete"},
                  "task": "regression", "train_error": 5.0, "dev_error": 6.0, "curve": r["curve"],
                  "config": {"width": 32}, "data": {"dataset": "diabetes"}, "y_scale": 10.0,
-                 "space": REGRESSION["space"], "status": "complete"}
+                 "space": REGRESSION["space"], "status": "complete",
+                 # the noise (noise.py): the record's standard errors, the dev size, the split's manifest
+                 "dev_error_se": None, "train_error_se": None, "n_dev": None, "manifest": REGRESSION["manifest"]}
     bare = D.trial_subject({"number": 0, "state": "COMPLETE", "train_error": 0.1, "dev_error": 0.2}, {}, "s")
     assert (bare["task"], bare["y_scale"], bare["curve"], bare["config"], bare["data"], bare["space"]) == \
         ("multiclass", None, [], {}, {}, None)
@@ -183,7 +185,8 @@ def test_a_run_folder_becomes_the_subject(tmp_path):
     assert s == {"source": {"run": str(folder)}, "task": "regression", "train_error": 4.0, "dev_error": 5.0,
                  "curve": [{"epoch": 1, "train_error": 4.0, "dev_error": 5.0, "train_loss": 1.5}],
                  "config": {"width": 16, "epochs": 3}, "data": {"dataset": "diabetes"}, "y_scale": 20.0,
-                 "space": None, "status": "done"}
+                 "space": None, "status": "done", "dev_error_se": None, "train_error_se": None, "n_dev": None,
+                 "manifest": {"task": "regression", "scaling": {"y_scale": 20.0}}}
     assert D.diagnose_subject(s, human_error=3.5).thresholds["bias"] == pytest.approx(2.0)
 
 

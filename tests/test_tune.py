@@ -32,7 +32,9 @@ from tunectl.results import checkpoint_path, open_study, trial_records
 DESIGN_KEYS = {"study", "storage", "n_trials", "states", "best", "epochs_used"}
 STATES = {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
 BEST_KEYS = {"number", "value", "params", "train_error", "dev_error"}
-TRIAL_ATTRS = {"train_error", "train_errors", "best_epoch", "reason", "worker"}  # only what Optuna does not hold
+# only what Optuna does not hold (the standard errors: a regression's bootstrap cannot be rebuilt)
+TRIAL_ATTRS = {"train_error", "train_errors", "best_epoch", "reason", "worker", "dev_error_se", "train_error_se"}
+ENQUEUED = {"enqueued", "enqueued_why"}  # the first trial of a new study: the textbook defaults, and why
 RECORD_KEYS = {"params", "config", "curve", "train_error", "dev_error", "best_epoch", "epochs", "seconds", "reason",
                "worker", "checkpoint"}
 CURVE_KEYS = {"epoch", "train_loss", "train_error", "dev_loss", "dev_error", "seconds"}
@@ -130,7 +132,7 @@ def test_tune_records_what_later_commands_need(tiny_study):
     assert load_space(folder / "space.yaml").fingerprint() == load_space(tiny_study.space).fingerprint()
     records = records_of("digits-tiny", tiny_study.root)
     for t in trials_of("digits-tiny", tiny_study.root):
-        assert TRIAL_ATTRS == set(t.user_attrs), set(t.user_attrs)
+        assert TRIAL_ATTRS | (ENQUEUED if t.number == 0 else set()) == set(t.user_attrs), set(t.user_attrs)
         r = records[t.number]
         assert RECORD_KEYS <= set(r)
         assert r["reason"] == "complete" and r["epochs"] == 2 and len(r["curve"]) == 2

@@ -196,7 +196,8 @@ def record_look(c: Chosen, look: dict[str, Any]) -> list[dict[str, Any]]:
     import uuid
 
     # unique even for two looks in one second from one process (a script evaluating two trials)
-    look = {**look, "id": f"{look['time']} {socket.gethostname()}:{os.getpid()} {uuid.uuid4().hex[:8]}"}
+    look = {**look, "id": f"{look['time']} {socket.gethostname()}:{os.getpid()} {uuid.uuid4().hex[:8]}",
+            "at": time.time()}  # `time` has whole seconds: two looks in one second keep their order by this
     local = studies.append_evaluation(c.folder, look)  # under this machine's lock
     if c.optuna_study is None:
         return local

@@ -231,7 +231,12 @@ def test_looks(study: optuna.Study | None, folder: str | Path) -> list[dict[str,
                 if k.startswith(LOOK_PREFIX) and isinstance(v, dict)]
     merged = {str(v.get("id") or (v.get("time"), v.get("trial"), v.get("test_error"))): v
               for v in [*studies.read_evaluations(Path(folder)), *recorded]}
-    return sorted(merged.values(), key=lambda v: (str(v.get("time")), str(v.get("id"))))
+    return sorted(merged.values(), key=lambda v: (str(v.get("time")), _number(v.get("at")), str(v.get("id"))))
+
+
+def _number(value: Any) -> float:
+    """A look's `at` (seconds since the epoch), 0 for looks recorded before it was."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def pick_trial(records: list[dict[str, Any]], study: str, number: int | None = None,
