@@ -147,6 +147,18 @@ def data_flags(dataset, data_dir, target, task, split, image_size, split_seed=No
             "drop": drop, "categorical": categorical, "numeric": numeric, "dropna": dropna or None}
 
 
+def run_values(params: Path | None, set_: list[str] | None, **given: Any) -> tuple[dict[str, Any], Any]:
+    """A run's values and data settings (`train`, `lr-find`): the --params file's, then the flags
+    given (None: not given), then each --set key=value over them."""
+    from tunectl import config as C
+    from tunectl import runs
+    from tunectl.data import DataSettings
+
+    values, data = runs.read_params(params) if params else ({}, DataSettings())
+    values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
+    return values, data
+
+
 @contextmanager
 def decoding(json_out: bool, quiet: bool) -> Iterator[None]:
     """A `folder:` data set decoded into the cache meanwhile: its progress bar on stderr (none on a cache hit)."""
@@ -266,15 +278,12 @@ def train(
 ) -> None:
     """Train one model and babysit it: live progress, a summary, a run folder."""
     with handled():
-        from tunectl import config as C
         from tunectl import runs
         from tunectl.data import DataSettings
         from tunectl.report import TrainDisplay, train_summary
 
-        values, data = runs.read_params(params) if params else ({}, DataSettings())
-        given = {"model": model, "epochs": epochs, "seed": seed,
-                 "init_from": str(init_from or weights) if (init_from or weights) else None}
-        values.update({k: v for k, v in given.items() if v is not None}, **C.parse_set(set_ or []))
+        values, data = run_values(params, set_, model=model, epochs=epochs, seed=seed,
+                                  init_from=str(init_from or weights) if (init_from or weights) else None)
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction, stream=stream,
                                       **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
                                                    sequence=sequence, as_sequence=as_sequence, drop=drop,
@@ -324,14 +333,11 @@ def lr_find(
 ) -> None:
     """The learning-rate range test: loss against an exponentially growing lr, and the range to search."""
     with handled():
-        from tunectl import config as C
-        from tunectl import runs
         from tunectl.data import DataSettings
         from tunectl.lrfind import lr_find as find
         from tunectl.report import lr_find_summary
 
-        values, data = runs.read_params(params) if params else ({}, DataSettings())
-        values.update({k: v for k, v in {"model": model}.items() if v is not None}, **C.parse_set(set_ or []))
+        values, data = run_values(params, set_, model=model)
         data = DataSettings.from_dict(data.to_dict(), **data_flags(dataset, data_dir, target, task, split, image_size,
                                                                    split_seed, classes))
         stdout, _ = consoles(json_out, quiet)
