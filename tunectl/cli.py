@@ -134,6 +134,10 @@ ModelHelp = ("mlp | cnn | transfer | rnn, or your own builder FILE.py:FUNCTION (
 StreamOpt = Annotated[bool, typer.Option("--stream", help="image data: read each mini-batch from the memory-mapped "
                      "bytes rather than holding the data set on the device (same split and results; automatic when "
                      "it is larger than half the memory available)")]
+FastCurvesOpt = Annotated[bool, typer.Option("--fast-curves", help="per-epoch train error as the running average over "
+                         "the epoch (dropout on, weights moving): saves the eval-mode pass over a dev-sized sample of the "
+                         "training split (about one more dev evaluation an epoch), but that curve is not comparable with "
+                         "the dev curve; the final train error is still measured in eval mode")]
 TrialOpt = Annotated[Optional[int], typer.Option("--trial", "-t", help="trial number (default: the best complete trial)")]
 
 
@@ -273,6 +277,7 @@ def train(
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     stream: StreamOpt = False,
+    fast_curves: FastCurvesOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -283,7 +288,8 @@ def train(
         from tunectl.report import TrainDisplay, train_summary
 
         values, data = run_values(params, set_, model=model, epochs=epochs, seed=seed,
-                                  init_from=str(init_from or weights) if (init_from or weights) else None)
+                                  init_from=str(init_from or weights) if (init_from or weights) else None,
+                                  fast_curves=True if fast_curves else None)
         data = DataSettings.from_dict(data.to_dict(), download=download, train_fraction=train_fraction, stream=stream,
                                       **data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
                                                    sequence=sequence, as_sequence=as_sequence, drop=drop,
@@ -397,6 +403,7 @@ def tune(
                          "(same or overlapping space)", autocompletion=complete_study)] = None,
     warm_top: Annotated[int, typer.Option("--warm-top", help="how many of --warm-from's best trials")] = 3,
     stream: StreamOpt = False,
+    fast_curves: FastCurvesOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -412,7 +419,7 @@ def tune(
             space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
                               sequence=sequence, as_sequence=as_sequence, drop=drop, categorical=categorical,
                               numeric=numeric, dropna=dropna), study, storage, model,
-            str(init_from) if init_from else None, epochs, root=str(root), n_trials=trials,
+            str(init_from) if init_from else None, epochs, fast_curves, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
             enqueue=[str(p) for p in enqueue or []], warm_from=warm_from, warm_top=warm_top, stream=stream)

@@ -75,6 +75,9 @@ class TrainConfig:
     clip_norm: float = 0.0  # clip the gradient's norm to this (0 = off): the cure for exploding gradients (RNNs)
     adv_eps: float = 0.0  # FGSM adversarial training: each mini-batch also trained on inputs moved eps (in std units)
     seed: int = 0  # weights, dropout and batch order; same seed + same data = same result on CPU
+    # --- measuring ---------------------------------------------------------------
+    fast_curves: bool = False  # per-epoch train error as the running average (dropout on, weights moving) instead
+    #   of an eval-mode pass over a dev-sized sample of the training split: saves that pass, curves less comparable
 
     def __post_init__(self) -> None:
         validate(self)
@@ -257,8 +260,9 @@ def validate(cfg: TrainConfig) -> None:
     _choice("augment", cfg.augment, AUGMENTS)
     _choice("arch", cfg.arch, ARCHS)
     _choice("cell", cfg.cell, CELLS)
-    if not isinstance(cfg.bidirectional, bool):
-        raise ConfigError(f"bidirectional: expected true or false, got {short(cfg.bidirectional)}")
+    for name in ("bidirectional", "fast_curves"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"{name}: expected true or false, got {short(getattr(cfg, name))}")
     if cfg.freeze not in ("none", "body") and not (
         cfg.freeze.startswith("all_but_last_") and cfg.freeze.removeprefix("all_but_last_").isdigit()
     ):

@@ -301,7 +301,7 @@ def read_run(folder: Path | str) -> dict[str, Any]:
         if key in hist and not ok(hist[key]):
             raise TunectlError(f"{path}: '{key}' should be {what}, got {short(hist[key], 60)}; {rerun}")
     for row in hist.get("history") or []:
-        for k in ("epoch", "train_error", "dev_error", "train_loss"):
+        for k in ("epoch", "train_error", "running_error", "dev_error", "train_loss"):
             if k in row and not _number_or_null(row[k]):
                 raise TunectlError(f"{path}: history: '{k}' should be a number, got {short(row[k], 60)}; {rerun}")
     try:

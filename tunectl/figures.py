@@ -122,6 +122,12 @@ def timeline(records: list[dict[str, Any]]) -> go.Figure | None:
     return _tidy(fig, 140 + 36 * len(lanes), barmode="overlay", legend={"title": {"text": "state"}}, title=None)
 
 
+def running_curve(record: dict[str, Any]) -> bool:
+    """Whether a trial's per-epoch train error is the running average over the epoch (--fast-curves),
+    not the eval-mode error on the fixed training sample."""
+    return bool((record.get("config") or {}).get("fast_curves"))
+
+
 def curves(board: list[dict[str, Any]], unit: str) -> go.Figure | None:
     """Train and dev error after each epoch of the top trials, each trace named by its trial."""
     from plotly.subplots import make_subplots
@@ -136,9 +142,11 @@ def curves(board: list[dict[str, Any]], unit: str) -> go.Figure | None:
     for i, r in enumerate(top):
         row, col = i // cols + 1, i % cols + 1
         epochs = [c["epoch"] for c in r["curve"]]
+        train = "train (running)" if running_curve(r) else "train"
         for key, dash in (("train_error", "dot"), ("dev_error", "solid")):
             fig.add_trace(go.Scatter(x=epochs, y=[c.get(key) for c in r["curve"]], mode="lines+markers",
-                                     name=f"trial {r['number']} {key.split('_')[0]}", line={"dash": dash},
+                                     name=f"trial {r['number']} {train if key == 'train_error' else 'dev'}",
+                                     line={"dash": dash},
                                      legendgroup=str(r["number"])), row=row, col=col)
         if r.get("best_epoch"):
             fig.add_vline(x=r["best_epoch"], line_dash="dot", line_color="grey", row=row, col=col)

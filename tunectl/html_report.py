@@ -363,7 +363,10 @@ def plan(g: dict[str, Any]) -> list[dict[str, Any]]:
          "png": png(lambda: ovm.plot_timeline(study), 10, 3.6)},
         {"sid": "curves", "title": f"Learning curves of the top {len(board)} trials" if board
          else "Learning curves of the top trials",
-         "why": "Train (dotted) and dev error after each epoch; the grey line marks the epoch whose weights were kept.",
+         "why": "Train (dotted) and dev error after each epoch, both measured the same way: with the epoch's weights, "
+                "in eval mode (no dropout), the train error on a fixed sample of the training split as large as "
+                "the dev split (the running average over the epoch where a trial says 'running', --fast-curves); "
+                "the grey line marks the epoch whose weights were kept.",
          "missing": "No complete trial with a recorded curve yet.", "ok": bool(board),
          "fig": lambda: figures.curves(board, unit), "png": lambda: pngs.curves_png(board, unit)},
     ]

@@ -34,7 +34,7 @@ class Objective:
         self.base, self.storage = base, storage
 
     def __call__(self, trial: optuna.Trial) -> float:
-        curve: list[dict[str, float]] = []
+        curve = Curve()
         try:
             return self._run(trial, curve)
         except KeyboardInterrupt:
@@ -49,16 +49,16 @@ class Objective:
             self._record_curve(trial, curve)
             raise
 
-    def _record_curve(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> None:
+    def _record_curve(self, trial: optuna.Trial, curve: "Curve") -> None:
         """The curve whole in trials/N/curve.json; in the trial only the per-epoch train error (its
         dev error is the trial's intermediate values already)."""
         if not curve:
             return
         studies.write_curve(self.settings.folder, trial.number, curve)
-        trial.set_user_attr("train_errors", train_errors(curve, len(self.splits.x_train), self.splits.task))
+        trial.set_user_attr("train_errors", train_errors(curve, curve.of, self.splits.task))
 
-    def _run(self, trial: optuna.Trial, curve: list[dict[str, float]]) -> float:
-        from tunectl.train import batch_size_for, fit
+    def _run(self, trial: optuna.Trial, curve: "Curve") -> float:
+        from tunectl.train import batch_size_for, fit, train_sample_size
 
         s = self.settings
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -78,11 +78,14 @@ class Objective:
         if used != cfg.batch_size:
             trial.set_user_attr("batch_size_used", used)
         pruned_at: list[int] = []
+        curve.of = train_sample_size(self.splits, cfg)  # what each epoch's train error is a rate over
 
         def on_epoch(epoch: int, m: dict[str, float]) -> bool:
             curve.append(clean(m))
             if not math.isfinite(m["dev_error"]):
                 return True
+            # the pruner (and optuna-dashboard's intermediate values) get dev error; the eval-mode train
+            # error goes to the user attribute train_errors, the running averages only to curve.json
             trial.report(m["dev_error"], epoch)
             if trial.should_prune():
                 pruned_at.append(epoch)
@@ -123,10 +126,17 @@ class Objective:
                               studies.artifact_store(s.artifact_dir), save, lambda a: checkpoint_ref(s, a), legacy)
 
 
+class Curve(list):
+    """A trial's curve rows, and `of`: how many training examples each epoch's train error is a rate over
+    (the fixed sample's size, train.train_sample; the training split's with fast_curves)."""
+
+    of: int = 0
+
+
 def train_errors(curve: list[dict[str, Any]], n: int, task: str) -> Any:
     """Each epoch's train error, compactly and exactly: for classification the count of training
     examples misclassified ({"wrong": [...], "of": n}; wrong / of is the error, to the last bit),
-    else the errors themselves. A diverged epoch is null."""
+    else the errors themselves. A diverged epoch is null. `n`: the examples the errors are rates over."""
     errors = [row.get("train_error") for row in curve]
     if task != "regression" and n > 0:
         wrong = [None if e is None else round(e * n) for e in errors]

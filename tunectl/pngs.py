@@ -88,7 +88,9 @@ def curves_png(board: list[dict[str, Any]], unit: str) -> str:
         ax.set_visible(False)
     for rank, (ax, r) in enumerate(zip(axes.flat, top), 1):
         epochs = [row["epoch"] for row in r["curve"]]
-        ax.plot(epochs, [row["train_error"] for row in r["curve"]], "o-", ms=3, label="train")
+        running = bool((r.get("config") or {}).get("fast_curves"))  # --fast-curves: the running average
+        ax.plot(epochs, [row["train_error"] for row in r["curve"]], "o-", ms=3,
+                label="train (running)" if running else "train")
         ax.plot(epochs, [row["dev_error"] for row in r["curve"]], "s-", ms=3, label="dev")
         if r.get("best_epoch"):
             ax.axvline(r["best_epoch"], color="grey", ls=":", lw=1, label=f"kept: epoch {r['best_epoch']}")

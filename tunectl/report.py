@@ -131,7 +131,8 @@ def train_summary(console: Console, result: dict[str, Any], task: str) -> None:
     rows = [
         ("status", result["status"]),
         ("best epoch", f"{result['best_epoch']} of {result['epochs']}"),
-        ("train error", fmt(result["train_error"])),
+        ("train error", fmt(result["train_error"]) + (f"  (eval mode, {result['train_sample']:,} training examples)"
+                                                     if result.get("train_sample") else "")),
         ("dev error", fmt(result["dev_error"])),
         ("batch size used", result.get("batch_size_used", "-")),
         ("seconds / epoch", fmt(result["epoch_seconds"], 3)),

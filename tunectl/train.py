@@ -91,7 +91,7 @@ class History:
     curve: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
     status: str = "complete"  # complete | early_stopped | stopped | diverged
     best_epoch: int = 0
-    train_error: float = math.nan  # at the best epoch, on the whole training split, eval mode
+    train_error: float = math.nan  # at the best epoch, eval mode, on the fixed sample (train_sample)
     dev_error: float = math.nan  # the best dev error
     seconds: float = 0.0
     model: Net | None = None  # with the best epoch's weights
@@ -101,6 +101,7 @@ class History:
     batch_size_used: int = 0  # the mini-batch actually used: the training split's size when the batch covers it
     dev_error_se: float | None = None  # the standard error of dev_error (noise.py: binomial, or bootstrapped RMSE)
     train_error_se: float | None = None
+    train_sample: int = 0  # the training examples train_error (and, unless fast_curves, each epoch's) is measured on
 
     @property
     def epochs_run(self) -> int:
@@ -118,6 +119,8 @@ class History:
             "best_epoch": self.best_epoch,
             "epochs": self.epochs_run,
             "batch_size_used": self.batch_size_used,
+            "train_sample": self.train_sample,
+            "train_curve": "running" if self.config.fast_curves else "eval",  # what each row's train_error is
             "seconds": self.seconds,
             "epoch_seconds": self.seconds / max(1, self.epochs_run),
             "history": clean(self.curve),
@@ -173,38 +176,70 @@ def _error(task: str, wrong: float, n: int, y_scale: float) -> float:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_scale: float = 1.0,
-             device: torch.device | None = None) -> dict[str, float]:
-    """Loss and error of `model` on (x, y), in large batches, no gradients, one host sync."""
+             device: torch.device | None = None, rows: torch.Tensor | None = None) -> dict[str, float]:
+    """Loss and error of `model` on (x, y), in large batches, no gradients, one host sync.
+
+    `rows` (an index tensor) evaluates only those rows of x, gathered a batch at a time: a subsample of
+    bytes (pixels.Rows) is never made float32 whole."""
     device = device or next(model.parameters()).device
     model.eval()
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), device=device)
     step = max(1, min(EVAL_BATCH, EVAL_BYTES // max(1, 4 * math.prod(x.shape[1:]))))  # x: a tensor or pixels.Rows
-    for i in range(0, len(x), step):
-        xb, yb = x[i:i + step].to(device), y[i:i + step].to(device)
+    count = len(x) if rows is None else len(rows)
+    for i in range(0, count, step):
+        part = slice(i, i + step) if rows is None else rows[i:i + step]
+        xb, yb = x[part].to(device), y[part].to(device)
         out = model(xb)
         loss_sum += _loss(task, out, yb) * len(xb)
         wrong += _wrong(task, out, yb)
     loss, w = torch.stack([loss_sum, wrong.to(loss_sum.dtype)]).tolist()
-    n = max(1, len(x))
+    n = max(1, count)
     return {"loss": loss / n, "error": _error(task, w, n, y_scale)}
+
+
+TRAIN_SAMPLE_CAP = 10_000  # the eval-mode train curve's examples at most: a dev-sized pass, bounded on huge splits
+
+
+def train_sample(splits: Splits) -> torch.Tensor:
+    """The training examples each epoch's train error is measured on (and the run's final train error):
+    min(dev, train, 10,000) of them, drawn once from the split seed, so every trial of a study, every
+    worker and every run on the split measures the same examples, as many as dev error is measured on
+    (the two errors then carry the same noise). Sorted, so that reading them walks memory in order."""
+    seed = int(splits.manifest.get("seed") or 0)
+    perm = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(seed))
+    return perm[:_sample_size(splits)].sort().values
+
+
+def _sample_size(splits: Splits) -> int:
+    n, n_dev = len(splits.x_train), len(splits.x_dev)
+    return min(n_dev or n, n, TRAIN_SAMPLE_CAP)  # without a dev split: the cap
+
+
+def train_sample_size(splits: Splits, cfg: TrainConfig) -> int:
+    """How many examples a run's per-epoch train error is a rate over: the sample's, or (fast_curves) the
+    whole training split's, whose running average it then is."""
+    return len(splits.x_train) if cfg.fast_curves else _sample_size(splits)
 
 
 @torch.inference_mode()
 def error_se(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, y_scale: float = 1.0,
-             error: float | None = None, device: torch.device | None = None) -> float | None:
-    """The standard error of `model`'s error on (x, y): binomial for classification (from `error`, or
-    measured), the RMSE's bootstrapped over the examples for regression (noise.py)."""
+             error: float | None = None, device: torch.device | None = None,
+             rows: torch.Tensor | None = None) -> float | None:
+    """The standard error of `model`'s error on (x, y) (or on its `rows`, as in evaluate): binomial for
+    classification (from `error`, or measured), the RMSE's bootstrapped over the examples for regression (noise.py)."""
     from tunectl import noise
 
+    count = len(x) if rows is None else len(rows)
     if task != "regression":
         if error is None:
-            error = evaluate(model, x, y, task, y_scale, device)["error"]
-        return noise.binomial_se(error, len(x))
+            error = evaluate(model, x, y, task, y_scale, device, rows)["error"]
+        return noise.binomial_se(error, count)
     device = device or next(model.parameters()).device
     model.eval()
-    sq = [((model(x[i:i + EVAL_BATCH].to(device)).squeeze(1) - y[i:i + EVAL_BATCH].to(device)) ** 2).cpu()
-          for i in range(0, len(x), EVAL_BATCH)]
+    part = (lambda i: slice(i, i + EVAL_BATCH)) if rows is None else (lambda i: rows[i:i + EVAL_BATCH])
+    sq = [((model(x[part(i)].to(device)).squeeze(1) - y[part(i)].to(device)) ** 2).cpu()
+          for i in range(0, count, EVAL_BATCH)]
     return noise.bootstrap_rmse_se(torch.cat(sq).double().numpy(), y_scale) if sq else None
 
 
@@ -253,7 +288,13 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
     bounds = attacks.image_bounds(x, splits.is_image) if cfg.adv_eps else None
     params = [p for group in opt.param_groups for p in group["params"]]
 
-    hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim, batch_size_used=bs)
+    # the run's train error, per epoch and at the end: eval mode on the fixed sample (train_sample), the
+    # one measure of it; fast_curves measures only the end's, the per-epoch curve being the running average
+    rows = train_sample(splits).to(device)
+    train_measure = lambda m: evaluate(m, x, y, task, y_scale, device, rows)  # noqa: E731
+    sample = None if cfg.fast_curves else rows
+    hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim, batch_size_used=bs,
+                   train_sample=len(rows))
     best_state: dict[str, torch.Tensor] | None = None
     best_dev, since_best = math.inf, 0
     start = time.perf_counter()
@@ -290,15 +331,20 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
         if not (math.isfinite(train_loss) and math.isfinite(train_wrong)):
             hist.status = "diverged"  # NaN/inf: nothing after this epoch can recover
             hist.curve.append({"epoch": epoch, "train_loss": math.nan, "train_error": math.nan,
-                               "dev_loss": math.nan, "dev_error": math.nan, "seconds": time.perf_counter() - t0})
+                               "running_error": math.nan, "dev_loss": math.nan, "dev_error": math.nan,
+                               "seconds": time.perf_counter() - t0})
             if on_epoch is not None:
                 on_epoch(epoch, hist.curve[-1])
             break
+        running = _error(task, train_wrong, n, y_scale)
         dev = evaluate(model, x_dev, y_dev, task, y_scale, device)
         row = {
             "epoch": epoch,
-            "train_loss": train_loss / n,  # running average over the epoch, as most tools report it
-            "train_error": _error(task, train_wrong, n, y_scale),
+            "train_loss": train_loss / n,  # the training loss: its running average over the epoch (dropout on)
+            # train error measured as dev error is (eval mode, the epoch's final weights) on the fixed sample;
+            # with fast_curves, the running average over the epoch instead (no extra pass)
+            "train_error": running if sample is None else train_measure(model)["error"],
+            "running_error": running,  # the running average, while the weights moved, dropout on
             "dev_loss": dev["loss"],
             "dev_error": dev["error"],
             "seconds": time.perf_counter() - t0,
@@ -320,9 +366,10 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
         model.load_state_dict(best_state)
         hist.model = model
         hist.dev_error = best_dev
-        # train error of the kept weights on the whole training split, without dropout:
-        # the number that bias/variance analysis compares with dev error
-        hist.train_error = evaluate(model, x, y, task, y_scale, device)["error"]
+        # train error of the kept weights, eval mode, on the fixed sample: the number bias/variance analysis
+        # compares with dev error, and the curve's own point at the best epoch (measured then; fast_curves: now)
+        best_row = hist.curve[hist.best_epoch - 1]
+        hist.train_error = best_row["train_error"] if sample is not None else train_measure(model)["error"]
         hist.dev_error_se = error_se(model, x_dev, y_dev, task, y_scale, best_dev, device)
-        hist.train_error_se = error_se(model, x, y, task, y_scale, hist.train_error, device)
+        hist.train_error_se = error_se(model, x, y, task, y_scale, hist.train_error, device, rows)
     return hist

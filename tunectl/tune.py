@@ -362,11 +362,12 @@ DEFAULT_SPACE = "quick"  # a shipped space (searchspaces/quick.yaml): found from
 
 def settings_for(space: Path | str | None, data: dict[str, Any], study: str | None = None, storage: str | None = None,
                  model: str | None = None, init_from: str | None = None, epochs: int | None = None,
-                 **options: Any) -> TuneSettings:
+                 fast_curves: bool = False, **options: Any) -> TuneSettings:
     """`tunectl tune`'s options -> TuneSettings. With --storage and --study but no --space, a worker
     joins the study that exists there and takes its settings from it; otherwise the space (a file's
     path, or a shipped space's name; default quick) and `data` (command-line flags, None: unset)
-    make a new or resumed study.
+    make a new or resumed study. `fast_curves` (--fast-curves) goes into the base config, where the
+    study records how its train curves are measured (a resume or a joiner must measure them alike).
     `options` are the rest of TuneSettings (n_trials, timeout, jobs, sampler, pruner, seed, ...)."""
     from tunectl.data import DataSettings
     from tunectl.space import find_space, load_space
@@ -378,6 +379,8 @@ def settings_for(space: Path | str | None, data: dict[str, Any], study: str | No
         joined = settings_from_study(study, storage, {k: v for k, v in data.items() if v is not None}, epochs, model,
                                      **options)
         if joined is not None:
+            if fast_curves:  # checked against the study's record by prepare() (_check_resume)
+                joined.base = {**joined.base, "fast_curves": True}
             return joined
         options.update(own)
     space = find_space(space or DEFAULT_SPACE)
@@ -388,7 +391,7 @@ def settings_for(space: Path | str | None, data: dict[str, Any], study: str | No
     if is_reference(model):  # --model FILE.py:FUNCTION over the space's model: the space is read for it
         sp = parse_space({**sp.to_dict(), "model": resolve(model), "model_sha256": None}, sp.origin)
         model = None
-    base = {k: v for k, v in (("model", model), ("init_from", init_from)) if v}
+    base = {k: v for k, v in (("model", model), ("init_from", init_from), ("fast_curves", fast_curves)) if v}
     chosen = f"-{d.classes}" if d.classes else ""  # a class selection is another data set: another study
     name = study if study is not None else studies.safe_name(f"{d.dataset}{chosen}-{space.stem}")
     return TuneSettings(sp, d.to_dict(), name, storage, base=base, **options)
@@ -436,6 +439,12 @@ def _check_resume(settings: TuneSettings, old: dict[str, Any] | None, new: dict[
             f"study '{settings.study}' was started on data set '{old['data'].get('dataset')}', not "
             f"'{new['data'].get('dataset')}'; {hint}"
         )
+    fast = bool((old.get("base") or {}).get("fast_curves")), bool((new.get("base") or {}).get("fast_curves"))
+    if fast[0] != fast[1]:  # one study, one way of measuring its train curves: else its curves do not compare
+        how = ("as running averages (--fast-curves)", "in eval mode on a sample of the training split")
+        raise StudyError(f"study '{settings.study}' measures its train curves {how[0] if fast[0] else how[1]}; "
+                         f"{'add' if fast[0] else 'drop'} --fast-curves to resume it, or start a new one with "
+                         f"--study {settings.study}-2")
     from tunectl.data import same_split
 
     if not same_split(old["manifest"], new["manifest"]):
