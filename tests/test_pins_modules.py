@@ -73,11 +73,15 @@ def test_a_history_as_history_json_holds_it(iris):
     hist = fit(TrainConfig(epochs=3, width=4, depth=1, seed=0, batch_size=0), iris, device="cpu")
     d = hist.to_dict()
     assert list(d) == ["status", "train_error", "dev_error", "dev_error_se", "train_error_se", "best_epoch", "epochs",
-                       "batch_size_used", "seconds", "epoch_seconds", "history"]
+                       "batch_size_used", "train_sample", "train_curve", "seconds", "epoch_seconds", "history"]
+    # the train error's sample: as many training examples as dev has (iris: 30), measured in eval mode
+    assert (d["train_sample"], d["train_curve"]) == (min(len(iris.y_dev), len(iris.y_train), 10_000), "eval")
     from tunectl import noise
 
     n_dev = len(iris.y_dev)  # an error rate's standard error: the plus-four binomial on the dev split
     assert d["dev_error_se"] == pytest.approx(noise.binomial_se(hist.dev_error, n_dev))
+    # ... and the train error's on its sample, which is as large as dev
+    assert d["train_error_se"] == pytest.approx(noise.binomial_se(hist.train_error, d["train_sample"]))
     assert d["seconds"] == hist.seconds > 0 and d["epochs"] == 3 == len(d["history"])
     assert d["epoch_seconds"] == pytest.approx(hist.seconds / 3)
     assert (d["train_error"], d["dev_error"], d["best_epoch"]) == (hist.train_error, hist.dev_error, hist.best_epoch)

@@ -327,15 +327,20 @@ def test_fit_refuses_an_unknown_device(iris):
 def test_epoch_rows_are_the_running_mean_loss_and_error_of_the_epoch(request, data):
     """With a learning rate too small to move the weights, the epoch's running averages equal an
     evaluation of the final weights: the loss is the per-example mean (batches weighted by size,
-    the last batch smaller), the error a rate or an RMSE in the target's units."""
+    the last batch smaller), the error a rate or an RMSE in the target's units. The row's train
+    error is the eval-mode one on the fixed sample, and the run's train error is that same number."""
     splits = request.getfixturevalue(data)
     hist = fit(TrainConfig(optimizer="sgd", lr=1e-12, epochs=1, width=16, batch_size=32), splits, device=CPU)
     assert len(splits.x_train) % 32 != 0
     row = hist.curve[0]
     final = evaluate(hist.model, splits.x_train, splits.y_train, splits.task, splits.y_scale)
     assert row["train_loss"] == pytest.approx(final["loss"], rel=1e-4)
-    assert row["train_error"] == pytest.approx(final["error"], rel=1e-4)
-    assert row["train_error"] == pytest.approx(hist.train_error, rel=1e-4)
+    assert row["running_error"] == pytest.approx(final["error"], rel=1e-4)
+    k = min(len(splits.y_dev), len(splits.y_train), 10_000)
+    rows = torch.randperm(len(splits.y_train), generator=torch.Generator().manual_seed(splits.manifest["seed"]))[:k].sort().values
+    sample = evaluate(hist.model, splits.x_train[rows], splits.y_train[rows], splits.task, splits.y_scale)
+    assert row["train_error"] == pytest.approx(sample["error"], rel=1e-9)
+    assert row["train_error"] == hist.train_error
 
 
 def test_classification_divergence_is_caught_by_the_loss(iris):
@@ -347,9 +352,9 @@ def test_classification_divergence_is_caught_by_the_loss(iris):
     wall = time.perf_counter() - t0
     assert hist.status == "diverged"
     last = hist.curve[-1]
-    assert set(last) == {"epoch", "train_loss", "train_error", "dev_loss", "dev_error", "seconds"}
+    assert set(last) == {"epoch", "train_loss", "train_error", "running_error", "dev_loss", "dev_error", "seconds"}
     assert last["epoch"] == hist.epochs_run
-    assert all(math.isnan(last[k]) for k in ("train_loss", "train_error", "dev_loss", "dev_error"))
+    assert all(math.isnan(last[k]) for k in ("train_loss", "train_error", "running_error", "dev_loss", "dev_error"))
     assert 0 < last["seconds"] <= wall
     assert seen[-1] == (hist.epochs_run, last)
 

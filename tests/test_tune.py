@@ -37,7 +37,7 @@ TRIAL_ATTRS = {"train_error", "train_errors", "best_epoch", "reason", "worker", 
 ENQUEUED = {"enqueued", "enqueued_why"}  # the first trial of a new study: the textbook defaults, and why
 RECORD_KEYS = {"params", "config", "curve", "train_error", "dev_error", "best_epoch", "epochs", "seconds", "reason",
                "worker", "checkpoint"}
-CURVE_KEYS = {"epoch", "train_loss", "train_error", "dev_loss", "dev_error", "seconds"}
+CURVE_KEYS = {"epoch", "train_loss", "train_error", "running_error", "dev_loss", "dev_error", "seconds"}
 
 TINY = """\
 dataset: digits
