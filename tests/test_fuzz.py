@@ -257,6 +257,7 @@ def field_values():
         domains[n] = st.integers(1, C.LIMITS[n][0])
     domains["cell"] = st.sampled_from(C.CELLS)
     domains["bidirectional"] = st.booleans()
+    domains["fast_curves"] = st.booleans()
     domains["clip_norm"] = st.floats(0, allow_infinity=False)
     domains["adv_eps"] = st.floats(0, C.MAX_ADV_EPS)
     # a new field needs its domain here; model_params (your builder's own parameters) is a mapping, not a --set value

@@ -320,8 +320,11 @@ def test_epoch_cost_bench_runs(tmp_path, write_mnist, capsys, monkeypatch):
         torch.set_num_threads(threads)
     result = json.loads(capsys.readouterr().out)
     assert result["sizes"] == {"train": 180, "dev": 60, "test": 60}
-    assert set(result["median_seconds_per_epoch"]) == {"fit", "minimal", "dataloader"}
-    assert set(result["ratios"]) == {"fit/minimal", "fit/dataloader"}
+    assert set(result["median_seconds_per_epoch"]) == {"fit", "fit-fast", "minimal", "dataloader"}
+    assert set(result["ratios"]) == {"fit/fit-fast", "fit/minimal", "fit-fast/minimal", "fit/dataloader",
+                                     "fit-fast/dataloader"}
+    med = result["median_seconds_per_epoch"]
+    assert result["ratios"]["fit/fit-fast"] == med["fit"] / med["fit-fast"] and result["train_sample"] == 60
     assert bench.main([str(tmp_path / "absent")]) == 2
     monkeypatch.delenv("TUNECTL_BENCH_DATA", raising=False)
     capsys.readouterr()

@@ -122,6 +122,13 @@ def run_trials(study: optuna.Study, objective: Callable, gate: Gate, n_trials: i
     One trial per optimize() call, each started under the gate: the count of trials started
     (running or finished) and the start of the next are one step, so the workers of this machine
     together never run more trials than asked. The objective releases the gate once its trial runs.
+
+    Why not Optuna's `MaxTrialsCallback(n, states=(COMPLETE, PRUNED))`: it counts finished trials and
+    stops a worker after a trial ends, so every worker that started a trial while the count was still
+    short runs it: N workers overshoot by up to N - 1. Measured (optuna 5.0, SQLite, 1-second trials,
+    `study.optimize(..., callbacks=[MaxTrialsCallback(5, states=(COMPLETE, PRUNED))])` in each worker,
+    started together): 2 workers ran 6 trials for 5 asked (3 runs of 3), 4 workers ran 8. Counting
+    started trials (RUNNING included) under the gate is what keeps `--trials 5 --jobs 2` at 5.
     """
     deadline = time.time() + timeout if timeout else None
     while not Stop.requested and not (deadline and time.time() >= deadline):
