@@ -145,8 +145,10 @@ def test_tune_records_what_later_commands_need(tiny_study):
             k: v for k, v in r["config"].items() if k in r["params"]}
         assert set(r["params"]) == set(t.params) and all(r["params"][k] == v for k, v in t.params.items())
         assert json.loads((folder / "trials" / str(t.number) / "curve.json").read_text()) == r["curve"]
-        # each epoch's train error, exactly: misclassified training examples of the training split's size
-        n = open_study("digits-tiny", root=tiny_study.root).user_attrs["tunectl"]["manifest"]["sizes"]["train"]
+        # each epoch's train error, exactly: misclassified examples of the fixed training sample, as large
+        # as the dev split (train.train_sample: min(dev, train, 10,000))
+        sizes = open_study("digits-tiny", root=tiny_study.root).user_attrs["tunectl"]["manifest"]["sizes"]
+        n = min(sizes["dev"], sizes["train"], 10_000)
         assert t.user_attrs["train_errors"]["of"] == n
         assert [w / n for w in t.user_attrs["train_errors"]["wrong"]] == [row["train_error"] for row in r["curve"]]
         assert checkpoint_path(folder, r) is not None  # three trials, three kept

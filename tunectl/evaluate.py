@@ -134,14 +134,15 @@ def evaluate_study(study: str, trial: int | None = None, refit: bool = False, ro
     else:
         model, _ = model_from_checkpoint(ckpt, allow_changed)
         model, epochs, model_path, fit_on = model.to(dev_), rec.get("best_epoch"), c.checkpoint, splits
-    from tunectl.train import error_se
+    from tunectl.train import error_se, train_sample
 
-    def err(x, y) -> tuple[float, float | None]:  # the error and its standard error (noise.py)
-        e = evaluate(model, x, y, splits.task, splits.y_scale, dev_)["error"]
-        return e, error_se(model, x, y, splits.task, splits.y_scale, e, dev_)
+    def err(x, y, rows=None) -> tuple[float, float | None]:  # the error and its standard error (noise.py)
+        e = evaluate(model, x, y, splits.task, splits.y_scale, dev_, rows)["error"]
+        return e, error_se(model, x, y, splits.task, splits.y_scale, e, dev_, rows)
 
     test_error, test_se = err(*splits.test)
-    train_error, train_se = err(fit_on.x_train, fit_on.y_train)
+    # the train error as every trial measures it: eval mode, on the split's fixed training sample
+    train_error, train_se = err(fit_on.x_train, fit_on.y_train, train_sample(fit_on).to(dev_))
     # after a refit the dev split was trained on: its error is not a held-out number
     dev_error, dev_se = (None, None) if refit else err(splits.x_dev, splits.y_dev)
     robust = None

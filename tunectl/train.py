@@ -292,7 +292,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
     # one measure of it; fast_curves measures only the end's, the per-epoch curve being the running average
     rows = train_sample(splits).to(device)
     train_measure = lambda m: evaluate(m, x, y, task, y_scale, device, rows)  # noqa: E731
-    sample = None if cfg.fast_curves else rows
+    eval_curve = not cfg.fast_curves
     hist = History(cfg, task=task, input_shape=splits.input_shape, out_dim=splits.out_dim, batch_size_used=bs,
                    train_sample=len(rows))
     best_state: dict[str, torch.Tensor] | None = None
@@ -343,7 +343,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
             "train_loss": train_loss / n,  # the training loss: its running average over the epoch (dropout on)
             # train error measured as dev error is (eval mode, the epoch's final weights) on the fixed sample;
             # with fast_curves, the running average over the epoch instead (no extra pass)
-            "train_error": running if sample is None else train_measure(model)["error"],
+            "train_error": train_measure(model)["error"] if eval_curve else running,
             "running_error": running,  # the running average, while the weights moved, dropout on
             "dev_loss": dev["loss"],
             "dev_error": dev["error"],
@@ -369,7 +369,7 @@ def fit(cfg: TrainConfig, splits: Splits, on_epoch: OnEpoch | None = None, on_ba
         # train error of the kept weights, eval mode, on the fixed sample: the number bias/variance analysis
         # compares with dev error, and the curve's own point at the best epoch (measured then; fast_curves: now)
         best_row = hist.curve[hist.best_epoch - 1]
-        hist.train_error = best_row["train_error"] if sample is not None else train_measure(model)["error"]
+        hist.train_error = best_row["train_error"] if eval_curve else train_measure(model)["error"]
         hist.dev_error_se = error_se(model, x_dev, y_dev, task, y_scale, best_dev, device)
         hist.train_error_se = error_se(model, x, y, task, y_scale, hist.train_error, device, rows)
     return hist
