@@ -231,3 +231,15 @@ def test_diagnose_reads_the_eval_curve_a_weak_trials_ends_near_its_train_error(t
     assert d["curve"][-1]["train_error"] < last["running_error"]
     se = math.hypot(doc["train_error_se"], doc["dev_error_se"])
     assert d["curve"][-1]["train_error"] <= last["dev_error"] + 2 * se
+
+
+def test_the_reports_curves_name_a_running_average_as_such():
+    """A trial run with --fast-curves is drawn as 'train (running)' in the report's figure and its PNG
+    legend; an eval-mode one as 'train'."""
+    from tunectl import figures
+
+    curve = [{"epoch": 1, "train_error": 0.3, "dev_error": 0.2}, {"epoch": 2, "train_error": 0.2, "dev_error": 0.1}]
+    board = [{"number": 0, "dev_error": 0.1, "best_epoch": 2, "curve": curve, "config": {"fast_curves": False}},
+             {"number": 1, "dev_error": 0.1, "best_epoch": 2, "curve": curve, "config": {"fast_curves": True}}]
+    names = [t.name for t in figures.curves(board, "error rate").data]
+    assert names == ["trial 0 train", "trial 0 dev", "trial 1 train (running)", "trial 1 dev"]
