@@ -325,6 +325,7 @@ def test_epoch_cost_bench_runs(tmp_path, write_mnist, capsys, monkeypatch):
                                      "fit-fast/dataloader"}
     med = result["median_seconds_per_epoch"]
     assert result["ratios"]["fit/fit-fast"] == med["fit"] / med["fit-fast"] and result["train_sample"] == 60
+    assert set(result["cpu_ratios"]) == set(result["ratios"]) and all(v > 0 for v in result["cpu_ratios"].values())
     assert bench.main([str(tmp_path / "absent")]) == 2
     monkeypatch.delenv("TUNECTL_BENCH_DATA", raising=False)
     capsys.readouterr()
