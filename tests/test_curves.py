@@ -243,3 +243,21 @@ def test_the_reports_curves_name_a_running_average_as_such():
              {"number": 1, "dev_error": 0.1, "best_epoch": 2, "curve": curve, "config": {"fast_curves": True}}]
     names = [t.name for t in figures.curves(board, "error rate").data]
     assert names == ["trial 0 train", "trial 0 dev", "trial 1 train (running)", "trial 1 dev"]
+
+
+def test_bad_fast_curves_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text("fast_curves: 3\n")
+    (tmp_path / "s.yaml").write_text("dataset: iris\nepochs: 1\nparams:\n  fast_curves: {type: categorical, "
+                                     "choices: [true, false]}\n")
+    cases = [
+        (("train", "-d", "iris", "--epochs", "1", "--fast-curves=maybe"), "does not take a value"),
+        (("train", "-d", "iris", "--epochs", "1", "--set", "fast_curves=maybe"), "fast_curves: expected true or false"),
+        (("train", "-d", "iris", "--epochs", "1", "--params", "p.yaml"), "fast_curves: expected true or false, got 3"),
+        (("tune", "--space", "s.yaml", "--trials", "1"), "params.fast_curves: cannot be searched"),
+    ]
+    for args, text in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2 and text in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml", "s.yaml"]  # no run folder, no study

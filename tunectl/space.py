@@ -39,7 +39,9 @@ MAX_NODES = 100_000  # values in a space document, counted with YAML aliases exp
 MAX_BYTES = 1_000_000  # a space file is a page of YAML, not a data set
 MAX_INT = 2**53  # Optuna stores parameters as floats: integers past 2**53 would not come back as written
 RESERVED = {"epochs": "set `epochs:` at the top level: it is the study's budget per trial",
-            "seed": "the seed is the study's (--seed); it is not searched"}
+            "seed": "the seed is the study's (--seed); it is not searched",
+            "fast_curves": "it is how the study measures its train curves, the same for every trial; "
+                           "use `tune --fast-curves` (or fixed: fast_curves: true)"}
 
 
 @dataclass(frozen=True)
