@@ -419,7 +419,7 @@ def tune(
             space, data_flags(dataset, data_dir, target, task, split, image_size, split_seed, classes,
                               sequence=sequence, as_sequence=as_sequence, drop=drop, categorical=categorical,
                               numeric=numeric, dropna=dropna), study, storage, model,
-            str(init_from) if init_from else None, epochs, fast_curves, root=str(root), n_trials=trials,
+            str(init_from) if init_from else None, epochs, fast_curves=fast_curves, root=str(root), n_trials=trials,
             timeout=parse_timeout(timeout), jobs=jobs, sampler=_value(sampler), pruner=_value(pruner), seed=seed, heartbeat=heartbeat,
             device=device, artifacts=str(artifacts) if artifacts else None, defaults_first=defaults_first,
             enqueue=[str(p) for p in enqueue or []], warm_from=warm_from, warm_top=warm_top, stream=stream)
