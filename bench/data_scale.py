@@ -124,7 +124,7 @@ def child(args: argparse.Namespace) -> None:
     labels = torch.arange(300) % 10
     for x in (tiny, tiny.float() / 255):
         ds = Dataset(x, labels, "multiclass", "warm-up", [str(i) for i in range(10)], True, True,
-                     "*1/255" if x.dtype == torch.uint8 else None)
+                     pixels="*1/255" if x.dtype == torch.uint8 else None)
         fit(cfg.replace(epochs=1), make_splits(ds), device="cpu")
     before = live()
     t0 = time.perf_counter()
