@@ -147,8 +147,8 @@ def image_bounds(x_train: torch.Tensor, is_image: bool) -> tuple[float, float] |
         return None
     lo, hi = math.inf, -math.inf
     for i in range(0, len(x_train), 4096):  # one chunk at a time: a list of them would be the whole split as floats
-        c = x_train[i:i + 4096]
-        lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+        c_lo, c_hi = torch.aminmax(x_train[i:i + 4096])  # the chunk is freed here, before the next is made
+        lo, hi = min(lo, float(c_lo)), max(hi, float(c_hi))
     return lo, hi
 
 

@@ -141,6 +141,10 @@ class Rows:
         self.pages = pages  # streaming: base's mapping (cache.Pages), whose pages are given back every STREAM_HOLD bytes
         self._read = 0  # bytes read from the mapping since its pages were last given back
 
+    def __getstate__(self) -> dict:
+        """Pickled (sent to a worker, copied): without `pages`, this process's own mapping, which cannot travel."""
+        return {**self.__dict__, "pages": None, "_read": 0}
+
     def __len__(self) -> int:
         return len(self.index)
 
