@@ -110,7 +110,8 @@ class Pages:
     """The mapping of an entry's images.npy, whose pages a reader gives back once it has copied them
     (the kernel's MADV_DONTNEED: a clean page of a file is dropped from this process and read again
     from the page cache if it is touched again). The mapping stays valid; only the process's share
-    of the file's memory falls."""
+    of the file's memory falls. Nothing writes to the mapping: a written (copy-on-write) page given
+    back would lose the write."""
 
     def __init__(self, mm: mmap.mmap, offset: int, row_bytes: int):
         self.mm, self.offset, self.row_bytes = mm, offset, row_bytes

@@ -343,7 +343,7 @@ def _data_digest(ds: Dataset) -> str:
         return _digest(ds.x)
     from tunectl.pixels import float_digest
 
-    return ds.x_digest or float_digest(ds.x, ds.pixels)
+    return ds.x_digest or float_digest(ds.x, ds.pixels, ds.pages)
 
 def split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     from sklearn.model_selection import train_test_split

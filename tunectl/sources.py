@@ -146,7 +146,7 @@ def load_dataset(spec: DataSpec, raw: bool = False) -> Dataset:
         from tunectl.pixels import to_float
 
         _check_memory(name, len(ds.x), ds.x[0].numel(), spec.image_size)
-        ds = replace(ds, x=to_float(torch.as_tensor(ds.x), ds.pixels))
+        ds = replace(ds, x=to_float(torch.as_tensor(ds.x), ds.pixels), pages=None)  # the mapping is not needed now
     return ds
 
 def _load_sklearn(name: str) -> Dataset:
