@@ -181,3 +181,17 @@ def test_a_streamed_split_pickles_without_its_mapping(tmp_path, cache_dir):
     back = pickle.loads(pickle.dumps(splits.x_train))
     assert back.pages is None and splits.x_train.pages is not None
     assert torch.equal(back[:], splits.x_train[:])
+
+
+def test_the_splits_count_their_reads_on_their_one_mapping(tmp_path, cache_dir, monkeypatch):
+    root = folder(tmp_path / "imgs", per_class=10, size=8)
+    splits = load_splits(DataSettings(dataset=f"folder:{root}", stream=True), raw=True)
+    pages, row = splits.x_train.pages, 3 * 8 * 8
+    assert splits.x_dev.pages is pages  # one file, one count: the bound holds for train and dev together
+    monkeypatch.setattr(pixels, "STREAM_HOLD", 1 << 30)
+    pages.release()
+    splits.x_train[:2], splits.x_dev[torch.tensor([2, 0, 1])]
+    assert pages.unreleased == 5 * row
+    monkeypatch.setattr(pixels, "STREAM_HOLD", 4 * row)
+    splits.x_dev[:1]
+    assert pages.unreleased == 0  # over the bound: everything given back, the count starts again

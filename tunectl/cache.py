@@ -115,9 +115,12 @@ class Pages:
 
     def __init__(self, mm: mmap.mmap, offset: int, row_bytes: int):
         self.mm, self.offset, self.row_bytes = mm, offset, row_bytes
+        self.unreleased = 0  # bytes read through the mapping since all of it was last given back (readers count)
 
     def release(self, lo: int = 0, hi: int | None = None) -> None:
         """Give back the pages that hold rows lo..hi-1 (all rows by default)."""
+        if hi is None:
+            self.unreleased = 0
         advice = getattr(mmap, "MADV_DONTNEED", None)
         if advice is None or self.mm.closed:
             return

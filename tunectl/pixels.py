@@ -139,11 +139,10 @@ class Rows:
         self.device = torch.device(device)
         self.mean, self.std = mean.to(self.device), std.to(self.device)
         self.pages = pages  # streaming: base's mapping (cache.Pages), whose pages are given back every STREAM_HOLD bytes
-        self._read = 0  # bytes read from the mapping since its pages were last given back
 
     def __getstate__(self) -> dict:
         """Pickled (sent to a worker, copied): without `pages`, this process's own mapping, which cannot travel."""
-        return {**self.__dict__, "pages": None, "_read": 0}
+        return {**self.__dict__, "pages": None}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -185,10 +184,10 @@ class Rows:
             got = self.base.index_select(0, pos[order])
             out = torch.empty_like(got)
             out[order] = got
-            self._read += got.numel()
-            if self.pages is not None and self._read > STREAM_HOLD:
-                self.pages.release()
-                self._read = 0
+            if self.pages is not None:  # counted on the mapping: the train and dev splits read the same file
+                self.pages.unreleased += got.numel()
+                if self.pages.unreleased > STREAM_HOLD:
+                    self.pages.release()
             return out
         return self.base.index_select(0, pos.to(self.base.device))
 
