@@ -19,13 +19,18 @@ set, read as 3 x 28 x 28 RGB like any ImageFolder), side by side in one run:
                  bytes (converted and scaled per mini-batch) and streamed (--stream), with the dev
                  errors compared to the bit. Target: bytes <= 1.1x float32.
   --big N        (optional) N synthetic 224 x 224 RGB images, more than half the machine's memory
-                 as float32: the float32 path refuses, `tunectl train --stream` completes an epoch.
+                 as float32: written as PNGs (a process per core), decoded once into the cache, the
+                 float32 path refuses, `tunectl train --stream` completes an epoch with the cache
+                 file evicted from the page cache (peak PSS and RSS of the process against the float32
+                 size); then the first --big-small images, in memory against streamed (images/s).
+                 Each stage is timed on its own.
 
     python bench/data_scale.py MNIST_DIR [--rounds 3] [--epochs 2] [--big N] [--keep DIR]
-    python bench/data_scale.py --only-big --big 16000      # the 224 px part alone
+    python bench/data_scale.py --only-big --big 24000      # the 224 px part alone (~7 GB of disk)
 
 MNIST_DIR holds t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (or $TUNECTL_BENCH_DATA).
-Everything is written in a temporary folder (its own TUNECTL_CACHE), removed at the end.
+Everything is written in a temporary folder (its own TUNECTL_CACHE), removed at the end, also on
+Ctrl-C, SIGTERM or a failed stage (a child still running is killed first).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +68,18 @@ def pss(pid: int) -> int:
     return 0
 
 
+def rss(pid: int) -> int:
+    """Resident set size in bytes (VmRSS: every page mapped, shared or not)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def tree(root: int) -> list[int]:
     """root and every descendant, from /proc/*/stat's parent ids."""
     parents: dict[int, int] = {}
@@ -82,14 +100,17 @@ def tree(root: int) -> list[int]:
 class Sampler:
     """The peak over time of the summed PSS of some processes (and their children), every 20 ms."""
 
-    def __init__(self, pids: list[int]):
-        self.pids, self.peak, self.stop = pids, 0, threading.Event()
+    def __init__(self, pids: list[int], measure=None):
+        self.pids, self.peak, self.rss_peak, self.stop = pids, 0, 0, threading.Event()
+        self.measure = measure or pss
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.peak = max(self.peak, sum(pss(p) for root in self.pids for p in tree(root)))
+            procs = [p for root in self.pids for p in tree(root)]
+            self.peak = max(self.peak, sum(self.measure(p) for p in procs))
+            self.rss_peak = max(self.rss_peak, sum(rss(p) for p in procs))
             time.sleep(0.02)
 
     def done(self) -> int:
@@ -124,18 +145,42 @@ def child(args: argparse.Namespace) -> None:
     labels = torch.arange(300) % 10
     for x in (tiny, tiny.float() / 255):
         ds = Dataset(x, labels, "multiclass", "warm-up", [str(i) for i in range(10)], True, True,
-                     "*1/255" if x.dtype == torch.uint8 else None)
+                     pixels="*1/255" if x.dtype == torch.uint8 else None)
         fit(cfg.replace(epochs=1), make_splits(ds), device="cpu")
-    before = live()
+    before, before_data = live(), live(data_pss)
     t0 = time.perf_counter()
     splits = load_splits(DataSettings(dataset=f"folder:{args.folder}", stream=args.stream), raw=args.raw)
     ready = time.perf_counter() - t0
-    held = live() - before
+    held, held_data = live() - before, live(data_pss) - before_data
     hist = fit(cfg, splits, device="cpu")
     first = ready + hist.curve[0]["seconds"]
     images = mapped_pss("images.npy") if args.raw else splits.x_train.nbytes + splits.x_dev.nbytes
+    # the images as this process holds them: float32 tensors, or the bytes each split gathered plus any mapped page
+    own = images if not args.raw else images + sum(x.base.nbytes for x in (splits.x_train, splits.x_dev)
+                                                   if not x.stream)
     print(json.dumps({"ready": ready, "first_epoch": first, "before": before, "held": held,
-                      "end": live() - before, "images": images, "dev_error": hist.dev_error}))
+                      "end": live() - before, "images": images, "dev_error": hist.dev_error,
+                      "before_data": before_data, "held_data": held_data, "end_data": live(data_pss) - before_data,
+                      "images_held": own}))
+
+
+def data_pss(pid: int) -> int:
+    """PSS of a process's data: its anonymous memory, heap and stack, the cache's images.npy and shared
+    memory, not the shared libraries (whose PSS moves as other processes on the machine map them)."""
+    total, counted = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split()
+                if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+                    name = head[5] if len(head) > 5 else ""
+                    counted = (not name or name.startswith("[") or name.endswith("images.npy")
+                               or name.startswith(("/dev/shm/", "/memfd:")))
+                elif counted and line.startswith("Pss:"):
+                    total += int(head[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
 
 
 def mapped_pss(name: str) -> int:
@@ -151,9 +196,9 @@ def mapped_pss(name: str) -> int:
     return total
 
 
-def live() -> int:
-    """This process's PSS once glibc has given its free memory back (malloc_trim): what is in use,
-    not what the allocator keeps for later. The same for both paths."""
+def live(measure=pss) -> int:
+    """This process's PSS (or `measure`) once glibc has given its free memory back (malloc_trim): what
+    is in use, not what the allocator keeps for later. The same for both paths."""
     import ctypes
     import gc
 
@@ -162,25 +207,27 @@ def live() -> int:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-    return pss(os.getpid())
+    return measure(os.getpid())
 
 
-def run_children(folder: Path, cache: Path, raw: bool, n: int = 1, epochs: int = 1, stream: bool = False):
-    """n children at once; returns (their JSON lines, the peak of their summed PSS above their baselines)."""
+def run_children(folder: Path, cache: Path, raw: bool, n: int = 1, epochs: int = 1, stream: bool = False,
+                 data: bool = False):
+    """n children at once; returns (their JSON lines, the peak of their summed PSS above their baselines).
+    data: the PSS of their data only (see data_pss), above its own baseline."""
     cmd = [sys.executable, __file__, "--child", "--folder", str(folder), "--epochs", str(epochs)]
     cmd += ["--raw"] if raw else []
     cmd += ["--stream"] if stream else []
     env = {**ENV, "TUNECTL_CACHE": str(cache)}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
-    sampler = Sampler([p.pid for p in procs])
+    sampler = Sampler([p.pid for p in procs], data_pss if data else pss)
     outs = [p.communicate() for p in procs]
     peak = sampler.done()
     for p, (out, err) in zip(procs, outs):
         if p.returncode != 0:
             sys.exit(f"child failed ({p.returncode}): {err.strip()[-800:]}")
     rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    return rows, peak - sum(r["before"] for r in rows)
+    return rows, peak - sum(r["before_data" if data else "before"] for r in rows)
 
 
 # ----------------------------------------------------------------------------- the bench
@@ -203,6 +250,10 @@ def mib(n: float) -> str:
     return f"{n / 2**20:7.1f} MiB"
 
 
+def _as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", nargs="?", default=os.environ.get("TUNECTL_BENCH_DATA"),
@@ -210,6 +261,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--big", type=int, default=0, help="also N synthetic 224x224 RGB images, streamed")
+    ap.add_argument("--big-small", type=int, default=0,
+                    help="--big: the in-memory comparison's images (default: a tenth of N)")
     ap.add_argument("--parts", default="cold,memory,tune,epoch",
                     help="which parts to run, comma-separated (default: all of cold,memory,tune,epoch)")
     ap.add_argument("--only-big", action="store_true", help="run the --big part alone")
@@ -221,21 +274,24 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    if args.only_big:
-        if not args.big:
-            ap.error("--only-big needs --big N")
-        work = args.keep or Path(tempfile.mkdtemp(prefix="tunectl-data-scale-"))
-        try:
-            return big(work, args.big)
-        finally:
-            if not args.keep:
-                shutil.rmtree(work, ignore_errors=True)
-    if not args.data or not Path(args.data).is_dir():
+    if args.big < 0 or args.big_small < 0:
+        ap.error("--big and --big-small take a number of images, e.g. --big 24000")
+    if args.only_big and not args.big:
+        ap.error("--only-big needs --big N")
+    if not args.only_big and (not args.data or not Path(args.data).is_dir()):
         ap.error("give the folder that holds the MNIST t10k idx files (e.g. ../shared/data/mnist-t10k)")
+    # SIGTERM (a job's time limit) as Ctrl-C: the `finally` below removes the GBs written, whatever stops the bench
+    signal.signal(signal.SIGTERM, _as_interrupt)
     work = args.keep or Path(tempfile.mkdtemp(prefix="tunectl-data-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        bench(Path(args.data), work, args)
+        if args.only_big:
+            big(work, args.big, args.big_small)
+        else:
+            bench(Path(args.data), work, args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -258,7 +314,7 @@ def bench(data: Path, work: Path, args: argparse.Namespace) -> None:
     if "epoch" in parts:  # in this process, interleaved rounds
         epoch_cost(folder, cache, args)
     if args.big:
-        big(work, args.big)
+        big(work, args.big, args.big_small)
 
 
 def cold_warm(folder: Path, cache: Path, args: argparse.Namespace) -> None:
@@ -276,16 +332,24 @@ def cold_warm(folder: Path, cache: Path, args: argparse.Namespace) -> None:
 
 def memory(folder: Path, cache: Path) -> None:
     """One training process, float32 against bytes, then two at once (the cache warm for all)."""
+    (f1d,), f1d_peak = run_children(folder, cache, raw=False, data=True)
+    (b1d,), b1d_peak = run_children(folder, cache, raw=True, data=True)
+    print("\nmemory, one training process (the PSS of its data: anonymous memory, heap, the cache file and shared")
+    print("memory, not the shared libraries; above the process before loading data; 'held': in use, read after")
+    print("malloc_trim, once the data are loaded and again after the epochs; 'peak': sampled every 20 ms)")
+    print(f"  float32 path: held {mib(f1d['held_data'])} loaded, {mib(f1d['end_data'])} after the epochs; "
+          f"peak {mib(f1d_peak)}")
+    print(f"  bytes       : held {mib(b1d['held_data'])} loaded, {mib(b1d['end_data'])} after the epochs; "
+          f"peak {mib(b1d_peak)}")
+    print(f"  bytes / float32: held {b1d['held_data'] / max(1, f1d['held_data']):.3f} loaded, "
+          f"{b1d['end_data'] / max(1, f1d['end_data']):.3f} after the epochs; peak {b1d_peak / f1d_peak:.3f}")
+    print(f"  the images themselves after the epochs: float32 train+dev tensors {mib(f1d['images_held'])}, bytes: "
+          f"train+dev uint8 and the cache file's resident pages ({mib(b1d['images'])}) {mib(b1d['images_held'])} "
+          f"({b1d['images_held'] / f1d['images_held']:.3f}x; target <= 0.3)")
+
+    # the two-worker measure below reads whole-process PSS (shared libraries included): its one-worker baseline too
     (f1,), f1_peak = run_children(folder, cache, raw=False)
     (b1,), b1_peak = run_children(folder, cache, raw=True)
-    print("\nmemory, one training process (PSS above the process before loading data; 'held': in use, read after")
-    print("malloc_trim, once the data are loaded and again after the epochs; 'peak': sampled every 20 ms, all of it)")
-    print(f"  float32 path: held {mib(f1['held'])} loaded, {mib(f1['end'])} after the epochs; peak {mib(f1_peak)}")
-    print(f"  bytes       : held {mib(b1['held'])} loaded, {mib(b1['end'])} after the epochs; peak {mib(b1_peak)}")
-    print(f"  bytes / float32: held {b1['held'] / max(1, f1['held']):.3f} loaded, {b1['end'] / max(1, f1['end']):.3f} "
-          f"after the epochs; peak {b1_peak / f1_peak:.3f}")
-    print(f"  the images themselves after the epochs: float32 train+dev tensors {mib(f1['images'])}, bytes: the cache "
-          f"file's resident pages {mib(b1['images'])} ({b1['images'] / f1['images']:.3f}x; target <= 0.3)")
 
     # two workers at once, as `tune --jobs 2` runs them
     f2, f2_peak = run_children(folder, cache, raw=False, n=2)
@@ -297,7 +361,7 @@ def memory(folder: Path, cache: Path) -> None:
               f"{mib(end2)} after the epochs ({end2 / max(1, one['end']):.2f}x); peak {mib(peak2)} "
               f"({peak2 / peak1:.2f}x)")
     print(f"  the cache file's pages, two workers: {mib(sum(r['images'] for r in b2))} together (PSS: a shared page "
-          f"counts once), {sum(r['images'] for r in b2) / b1['images']:.2f}x one worker's")
+          f"counts once), {sum(r['images'] for r in b2) / max(1, b1['images']):.2f}x one worker's")
     print(f"  target: two workers' data <= 1.2x one worker's; bytes / float32 with two workers: held "
           f"{sum(r['end'] for r in b2) / max(1, sum(r['end'] for r in f2)):.3f} after the epochs, peak {b2_peak / f2_peak:.3f}")
 
@@ -353,49 +417,143 @@ def epoch_cost(folder: Path, cache: Path, args: argparse.Namespace) -> None:
     print(f"  bytes / float32 {med['bytes'] / med['float32']:.3f} (target <= 1.1); dev errors identical: {same}")
 
 
-def big(work: Path, n: int) -> None:
-    """n synthetic 224 x 224 RGB images: the float32 path refuses them, `train --stream` completes an epoch."""
+def _png(job: tuple[str, int]) -> int:
+    """Write synthetic image i (224 x 224 RGB: stripes of a per-image frequency, plus noise) as a PNG."""
     import numpy as np
     from PIL import Image
 
+    path, i = job
+    rng = np.random.default_rng(i)
+    yy, xx = np.mgrid[0:224, 0:224]
+    base = ((xx * (i % 7 + 1) + yy * (i % 5 + 1)) % 256).astype(np.uint8)
+    img = np.stack([base, base[::-1], base.T], -1) ^ rng.integers(0, 16, (224, 224, 3), dtype=np.uint8)
+    Image.fromarray(img).save(path, compress_level=1)
+    return os.path.getsize(path)
+
+
+def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict[str, int], float]:
+    """Run cmd; (its result, the peaks of its process tree's PSS, data PSS (data_pss) and RSS, seconds).
+    The child is killed if this bench is stopped."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler, data = Sampler([p.pid]), Sampler([p.pid], data_pss)
+    try:
+        out, err = p.communicate()
+    finally:
+        if p.poll() is None:  # this bench was interrupted: the child goes too (its files are removed with the folder)
+            p.kill()
+            p.wait()
+        peaks = {"pss": sampler.done(), "data": data.done(), "rss": sampler.rss_peak}
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err), peaks, time.perf_counter() - t
+
+
+def _evict(path: Path) -> None:
+    """Drop a file's clean pages from the page cache (POSIX_FADV_DONTNEED, no root needed): reads come from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def big(work: Path, n: int, small: int = 0) -> None:
+    """n synthetic 224 x 224 RGB images, more than half the machine's memory as float32: written as PNGs
+    (several processes), decoded once into the cache, refused by the float32 path, and one epoch of
+    `tunectl train --stream` with the cache file evicted from the page cache (read from disk). Then
+    the same epoch on the first `small` images, in memory against streamed: images per second."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from tunectl.pixels import available_memory
 
-    root = work / "big"
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    yy, xx = np.mgrid[0:224, 0:224]
+    per = 224 * 224 * 3
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    free_disk = shutil.disk_usage(work).free
+    need = int(n * per * 1.9) + (1 << 30)  # the PNGs (noisy: ~0.9x the raw bytes at level 1) and the cache, and a margin
+    print(f"\n--big: {n} images of 224x224x3: {n * per / 2**30:.2f} GiB as bytes, {4 * n * per / 2**30:.2f} GiB as "
+          f"float32 (half the machine's memory: {total / 2**31:.2f} GiB); about {need / 2**30:.1f} GiB of disk needed, "
+          f"{free_disk / 2**30:.1f} GiB free; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if 4 * n * per <= total / 2:
+        print(f"  note: {n} images as float32 would fit in half the memory; pass --big {int(total / 2 / (4 * per)) + 1} "
+              f"or more for the test the issue asks for")
+    if free_disk < need:
+        sys.exit(f"--big {n}: needs about {need / 2**30:.1f} GiB of disk in {work}, {free_disk / 2**30:.1f} GiB free; "
+                 f"pass a smaller --big or --keep DIR on a larger disk")
+    root, cache = work / "big", work / "cache"
+    env = {**ENV, "TUNECTL_CACHE": str(cache)}
     for c in range(2):
         (root / f"c{c}").mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        if (root / f"c{i % 2}" / f"{i:06d}.png").is_file():
-            continue
-        base = ((xx * (i % 7 + 1) + yy * (i % 5 + 1)) % 256).astype(np.uint8)
-        img = np.stack([base, base[::-1], base.T], -1) ^ rng.integers(0, 16, (224, 224, 3), dtype=np.uint8)
-        Image.fromarray(img).save(root / f"c{i % 2}" / f"{i:06d}.png", compress_level=1)
-    free = available_memory() or 0
-    print(f"\n--big: {n} synthetic 224x224 RGB PNGs written in {time.perf_counter() - t:.0f} s: "
-          f"{n * 150528 / 2**30:.2f} GiB as bytes, {4 * n * 150528 / 2**30:.2f} GiB as float32, "
-          f"{free / 2**30:.1f} GiB available")
-    env = {**ENV, "TUNECTL_CACHE": str(work / "cache")}
+    jobs = [(str(root / f"c{i % 2}" / f"{i:06d}.png"), i) for i in range(n)
+            if not (root / f"c{i % 2}" / f"{i:06d}.png").is_file()]
+    t = time.perf_counter()
+    pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
+        written = sum(pool.map(_png, jobs, chunksize=64))
+    finally:  # stopped: the images not yet written are dropped, not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
+    print(f"  write PNGs  : {len(jobs)} written in {time.perf_counter() - t:.0f} s with {os.cpu_count()} processes "
+          f"({written / 2**30:.2f} GiB)")
+
+    decode = ("import sys, time; from tunectl.sources import DataSpec, load_dataset\n"
+              "t = time.perf_counter(); ds = load_dataset(DataSpec('folder:' + sys.argv[1]), raw=True)\n"
+              "print(len(ds.x), time.perf_counter() - t)")
+    r, peaks, secs = _run_measured([sys.executable, "-c", decode, str(root)], env)
+    if r.returncode != 0:
+        sys.exit(f"decode failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+    k, took = r.stdout.split()
+    print(f"  decode      : {k} images into the cache in {float(took):.0f} s ({int(k) / float(took):.0f} images/s; "
+          f"{secs:.0f} s with the interpreter), peak PSS {mib(peaks['pss'])}, of it data {mib(peaks['data'])} "
+          f"(the process maps the file it writes)")
+
     probe = ("import sys; from tunectl.data import DataSettings, load_splits\n"
              "try: load_splits(DataSettings(dataset='folder:' + sys.argv[1]))\n"
              "except Exception as e: print(type(e).__name__ + ': ' + str(e)); sys.exit(0)\nprint('loaded')")
-    out = subprocess.run([sys.executable, "-c", probe, str(root)], env=env, capture_output=True, text=True)
-    print(f"  float32 path: {out.stdout.strip() or out.stderr.strip()[-300:]}")
-    t = time.perf_counter()
-    cmd = [sys.executable, "-m", "tunectl.cli", "train", "-d", f"folder:{root}", "--stream", "--epochs", "1",
-           "--set", "batch_size=128", "--set", "width=32", "--set", "depth=1", "--device", "cpu",
-           "--out", str(work / "big-run"), "--json"]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = Sampler([p.pid])
-    o, e = p.communicate()
-    peak = sampler.done()
-    if p.returncode != 0:
-        print(f"  train --stream failed ({p.returncode}): {e.strip()[-300:]}")
-        return
-    r = json.loads(o)
-    print(f"  `tunectl train --stream` (decode + 1 epoch): {r['status']} in {time.perf_counter() - t:.0f} s, "
-          f"epoch {r['history'][0]['seconds']:.0f} s, dev error {r['dev_error']:.4f}, peak PSS {mib(peak)}")
+    r = subprocess.run([sys.executable, "-c", probe, str(root)], env=env, capture_output=True, text=True)
+    print(f"  float32 path: {(r.stdout.strip() or r.stderr.strip()[-300:])[:300]}")
+
+    for entry in (cache / "folders").glob("*/images.npy"):
+        _evict(entry)
+    train = ["--epochs", "1", "--set", "batch_size=128", "--set", "width=8", "--set", "depth=1", "--device", "cpu",
+             "--json"]
+
+    def run_train(folder: Path, out: str, *flags: str) -> dict:
+        cmd = [sys.executable, "-m", "tunectl.cli", "train", "-d", f"folder:{folder}", *flags, *train,
+               "--out", str(work / out)]
+        r, peaks, secs = _run_measured(cmd, env)
+        if r.returncode != 0:
+            sys.exit(f"train {' '.join(flags)} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+        got = json.loads(r.stdout)
+        n_train = json.loads((work / out / "split.json").read_text())["sizes"]["train"]
+        return {"peak": peaks["pss"], "data": peaks["data"], "rss": peaks["rss"], "secs": secs,
+                "epoch": got["history"][0]["seconds"], "n_train": n_train, "dev_error": got["dev_error"],
+                "history": got["history"]}
+
+    big_run = run_train(root, "big-run", "--stream")
+    print(f"  train --stream, all {n} (1 epoch, 1x8 MLP, batch 128, cache file read from disk): epoch "
+          f"{big_run['epoch']:.0f} s, {big_run['n_train'] / big_run['epoch']:.0f} training images/s (dev "
+          f"evaluation included), dev error {big_run['dev_error']:.4f}; whole command {big_run['secs']:.0f} s")
+    print(f"    the process's peak PSS {mib(big_run['peak'])}, peak RSS {mib(big_run['rss'])} (interpreter and "
+          f"libtorch included), of it data {mib(big_run['data'])}; against {4 * n * per / 2**30:.2f} GiB of float32 "
+          f"images: {big_run['peak'] / (4 * n * per):.3f}x (PSS), {big_run['rss'] / (4 * n * per):.3f}x (RSS)")
+    small = small or max(200, n // 10)
+    part = work / "small"
+    for c in range(2):
+        (part / f"c{c}").mkdir(parents=True, exist_ok=True)
+    for i in range(small):  # hard links: the same files, no more disk
+        dst = part / f"c{i % 2}" / f"{i:06d}.png"
+        if not dst.exists():
+            os.link(root / f"c{i % 2}" / f"{i:06d}.png", dst)
+    subprocess.run([sys.executable, "-c", decode, str(part)], env=env, capture_output=True, text=True, check=True)
+    mem = run_train(part, "small-mem")
+    streamed = run_train(part, "small-stream", "--stream")
+    same = [{k: v for k, v in row.items() if k != "seconds"} for row in mem["history"]] == \
+        [{k: v for k, v in row.items() if k != "seconds"} for row in streamed["history"]]
+    print(f"  the first {small} of them (in the page cache), one epoch each: in memory {mem['epoch']:.1f} s "
+          f"({mem['n_train'] / mem['epoch']:.0f} images/s, peak PSS {mib(mem['peak'])}, data {mib(mem['data'])}), "
+          f"streamed {streamed['epoch']:.1f} s ({streamed['n_train'] / streamed['epoch']:.0f} images/s, peak PSS "
+          f"{mib(streamed['peak'])}, data {mib(streamed['data'])}): streamed / in memory {streamed['epoch'] / mem['epoch']:.3f}x the epoch; "
+          f"curves identical: {same}")
+    print(f"  streamed from disk, all {n}: {(big_run['n_train'] / big_run['epoch']) / (mem['n_train'] / mem['epoch']):.3f}x "
+          f"the in-memory path's images/s")
 
 
 if __name__ == "__main__":

@@ -145,8 +145,11 @@ def image_bounds(x_train: torch.Tensor, is_image: bool) -> tuple[float, float] |
     Read in chunks: images held as bytes (pixels.Rows) are scaled a slice at a time."""
     if not is_image or not len(x_train):
         return None
-    chunks = [x_train[i:i + 4096] for i in range(0, len(x_train), 4096)]
-    return min(float(c.min()) for c in chunks), max(float(c.max()) for c in chunks)
+    lo, hi = math.inf, -math.inf
+    for i in range(0, len(x_train), 4096):  # one chunk at a time: a list of them would be the whole split as floats
+        c_lo, c_hi = torch.aminmax(x_train[i:i + 4096])  # the chunk is freed here, before the next is made
+        lo, hi = min(lo, float(c_lo)), max(hi, float(c_hi))
+    return lo, hi
 
 
 def in_input_units(eps: float, x_scale: torch.Tensor | None) -> float | dict[str, float] | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -105,6 +106,48 @@ def fingerprint(root: Path, samples: Sequence[tuple[str, int]], classes: Sequenc
     return h.hexdigest()[:32]
 
 
+class Pages:
+    """The mapping of an entry's images.npy, whose pages a reader gives back once it has copied them
+    (the kernel's MADV_DONTNEED: a clean page of a file is dropped from this process and read again
+    from the page cache if it is touched again). The mapping stays valid; only the process's share
+    of the file's memory falls. Nothing writes to the mapping: a written (copy-on-write) page given
+    back would lose the write."""
+
+    def __init__(self, mm: mmap.mmap, offset: int, row_bytes: int):
+        self.mm, self.offset, self.row_bytes = mm, offset, row_bytes
+        self.unreleased = 0  # bytes read through the mapping since all of it was last given back (readers count)
+
+    def release(self, lo: int = 0, hi: int | None = None) -> None:
+        """Give back the pages that hold rows lo..hi-1 (all rows by default)."""
+        if hi is None:
+            self.unreleased = 0
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if advice is None or self.mm.closed:
+            return
+        start = (self.offset + lo * self.row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        stop = len(self.mm) if hi is None else min(len(self.mm), self.offset + hi * self.row_bytes)
+        if stop > start:
+            try:
+                self.mm.madvise(advice, start, stop - start)
+            except (OSError, ValueError):  # advice only: the pages stay, nothing is wrong
+                pass
+
+
+def map_images(path: Path) -> tuple[np.ndarray, Pages]:
+    """images.npy mapped copy-on-write (shared pages, never written), with its Pages."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        offset = f.tell()
+        if dtype != np.uint8 or fortran:
+            raise ValueError(f"{path}: not a C-ordered uint8 array")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    n = int(np.prod(shape))
+    images = np.frombuffer(mm, dtype=np.uint8, count=n, offset=offset).reshape(shape)
+    return images, Pages(mm, offset, n // max(1, shape[0]) if shape else 1)
+
+
 @dataclass
 class Entry:
     """One cache entry: the images (uint8, N x C x H x W, memory-mapped), the labels and the manifest."""
@@ -114,6 +157,7 @@ class Entry:
     manifest: dict[str, Any]
     path: Path | None  # None: decoded into memory, not cached (no room on the cache's disk)
     hit: bool = False
+    pages: Pages | None = None  # the images' mapping (None: decoded into memory)
 
 
 def _read(path: Path, key: str) -> Entry | None:
@@ -122,13 +166,13 @@ def _read(path: Path, key: str) -> Entry | None:
         manifest = json.loads((path / "manifest.json").read_text())
         if manifest.get("key") != key or manifest.get("version") != VERSION:
             return None
-        images = np.load(path / "images.npy", mmap_mode="c")  # copy-on-write: shared pages, never written
+        images, pages = map_images(path / "images.npy")
         labels = np.load(path / "labels.npy")
     except (OSError, ValueError, json.JSONDecodeError, EOFError):
         return None
     if images.dtype != np.uint8 or list(images.shape) != manifest.get("shape") or len(labels) != len(images):
         return None
-    return Entry(images, labels, manifest, path, hit=True)
+    return Entry(images, labels, manifest, path, hit=True, pages=pages)
 
 
 @contextmanager

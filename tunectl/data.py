@@ -303,7 +303,7 @@ def select_classes(ds: Dataset, text: str, task: str | None = None) -> tuple[Dat
     rows = relabel[ds.y] >= 0
     names = [ds.classes[i] for i in keep]
     new_task = task or ("binary" if len(keep) == 2 else "multiclass")
-    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names, x_digest=None,
+    out = replace(ds, x=ds.x[rows], y=relabel[ds.y[rows]], task=new_task, classes=names, x_digest=None, pages=None,
                   table=ds.table.take(rows.numpy()) if ds.table is not None else None)
     return out, {"selection": text, "names": names, "indices": keep}
 
@@ -313,7 +313,7 @@ def read_dataset(settings: "DataSettings", raw: bool = False) -> tuple[Dataset, 
     --as-sequence reads them as floats (their rows are a sequence's features)."""
     ds, classes = _read_selected(settings, raw and not settings.as_sequence)
     if settings.as_sequence:  # floats by now: their rows are steps, scaled as features (not as pixels)
-        return sequences.as_sequence(replace(ds, pixels=None, x_digest=None)), classes
+        return sequences.as_sequence(replace(ds, pixels=None, x_digest=None, pages=None)), classes
     return ds, classes
 
 def _load(spec: DataSpec, raw: bool = False) -> Dataset:
@@ -343,7 +343,7 @@ def _data_digest(ds: Dataset) -> str:
         return _digest(ds.x)
     from tunectl.pixels import float_digest
 
-    return ds.x_digest or float_digest(ds.x, ds.pixels)
+    return ds.x_digest or float_digest(ds.x, ds.pixels, ds.pages)
 
 def split_indices(ds: Dataset, ratios, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     from sklearn.model_selection import train_test_split
@@ -435,12 +435,21 @@ def make_splits(
     if ds.sequence:
         manifest["sequence"] = sequences.record(ds, ds.vocab, vocabulary)
     y_tr = ds.y[train]
+    held: dict[int, torch.Tensor] = {}  # images held as bytes in memory: each split's rows, gathered once
+    if ds.x.dtype == torch.uint8 and ds.pixels:
+        from tunectl.pixels import gather, should_stream
+
+        stream = stream or should_stream(ds.x.numel())
+        if not stream:  # a copy of the rows each split needs, no mapping of the whole file (see pixels.gather)
+            held = {id(rows): gather(ds.x, rows, ds.pages) for rows in (train, dev, *([test] if include_test else []))}
     if sequences.is_tokens(ds):  # token ids are names, not numbers: never scaled
         mean, std = torch.zeros(()), torch.ones(())
     elif ds.pixels:  # images read as bytes, or their float32 conversion: the same statistics either way
         from tunectl.pixels import channel_stats
 
-        mean, std = channel_stats(ds.x, train, ds.pixels)
+        # the same rows in the same order, so the same chunks and sums, from the gathered copy if there is one
+        mean, std = (channel_stats(held[id(train)], None, ds.pixels) if held
+                     else channel_stats(ds.x, train, ds.pixels, ds.pages))
     elif ds.is_image:  # one mean/std per channel
         x_tr = ds.x[train]
         dims = [0, *range(2, ds.x.ndim)]
@@ -456,11 +465,14 @@ def make_splits(
             mean, std = m, s
     if sequences.is_tokens(ds):
         part = lambda rows: ds.x[rows]  # noqa: E731
-    elif ds.x.dtype == torch.uint8 and ds.pixels:  # bytes: views of the whole array, scaled per mini-batch
-        from tunectl.pixels import Rows, should_stream
+    elif held:  # bytes in memory: each split's own copy, scaled per mini-batch
+        from tunectl.pixels import Rows
 
-        stream = stream or should_stream(ds.x.numel())
-        part = lambda rows: Rows(ds.x, torch.from_numpy(rows), ds.pixels, mean, std, stream)  # noqa: E731
+        part = lambda rows: Rows(held[id(rows)], torch.arange(len(rows)), ds.pixels, mean, std)  # noqa: E731
+    elif ds.x.dtype == torch.uint8 and ds.pixels:  # streamed: the whole mapped array and the split's rows
+        from tunectl.pixels import Rows
+
+        part = lambda rows: Rows(ds.x, torch.from_numpy(rows), ds.pixels, mean, std, True, pages=ds.pages)  # noqa: E731
     else:
         part = lambda rows: (ds.x[rows] - mean) / std  # noqa: E731
     y_scale, y_mean = 1.0, 0.0

@@ -81,6 +81,7 @@ class Dataset:
     integer: bool = False  # x came as integers (an npz): --as-sequence reads N x T of them as token ids
     pixels: str | None = None  # images read as bytes: how they become floats (pixels.CONVERSIONS); x is uint8 until then
     x_digest: str | None = None  # the float32 data hash, when the folder cache computed it already
+    pages: Any = None  # x's mapping of the folder cache (cache.Pages): readers give back the pages they copied
     table: Any = None  # csv:/parquet: the tables.Table whose encoding make_splits fits (x is N x 0 until then)
 
     @property
@@ -145,7 +146,7 @@ def load_dataset(spec: DataSpec, raw: bool = False) -> Dataset:
         from tunectl.pixels import to_float
 
         _check_memory(name, len(ds.x), ds.x[0].numel(), spec.image_size)
-        ds = replace(ds, x=to_float(torch.as_tensor(ds.x), ds.pixels))
+        ds = replace(ds, x=to_float(torch.as_tensor(ds.x), ds.pixels), pages=None)  # the mapping is not needed now
     return ds
 
 def _load_sklearn(name: str) -> Dataset:
@@ -293,7 +294,7 @@ def _load_folder(root: Path, image_size: int | None) -> Dataset:
     y = torch.from_numpy(np.asarray(entry.labels, dtype=np.int64))
     task = "binary" if len(folder.classes) == 2 else "multiclass"
     return Dataset(x, y, task, where, list(folder.classes), True, True, pixels="*1/255",
-                   x_digest=entry.manifest.get("x_digest"))
+                   x_digest=entry.manifest.get("x_digest"), pages=entry.pages)
 
 def _available_memory() -> int | None:
     try:
