@@ -472,13 +472,14 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
     # study already holds, or a resumed study would replay its first configurations one by one
     seed = workers.sampler_seed(settings.seed, worker, shared) + 1000 * len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(settings.sampler, seed, settings.space, settings.jobs > 1 or shared)
-    if splits is None:
-        from tunectl.data import same_split
+    from tunectl.data import same_split
 
-        splits = study_data(settings, study.user_attrs[ATTR]["manifest"])
-        if not same_split(study.user_attrs[ATTR]["manifest"], splits.manifest):
-            raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
-                             f"give it the same data set and --split")
+    stored = study.user_attrs[ATTR]["manifest"]
+    if splits is None:  # a worker on its own (not handed its parent's splits) loads them, as stored
+        splits = study_data(settings, stored)
+    if not same_split(stored, splits.manifest):  # loaded here or handed over: the study's split, or no trial
+        raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
+                         f"give it the same data set and --split")
     optuna.storages.fail_stale_trials(study)  # a crashed worker's trial: failed now, retried below
     workers.fail_unstarted(study, storage, 3 * settings.heartbeat if settings.heartbeat else None)
     callbacks = [objective.stop_after_failures, workers.stop_between_trials]
@@ -490,12 +491,22 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
     workers.run_trials(study, run, gate, settings.n_trials, settings.timeout, callbacks, settings.storage_url)
 
 
-def worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> None:
-    """A spawned worker process: its settings come as plain data; exit 130 on a stop, 2 on a refusal."""
+# what a worker imports, loaded once by the fork server (workers.prestart) instead of by every worker:
+# torch, Optuna, the trial's modules, and torch._dynamo, which torch.optim imports when a process makes its
+# first optimizer (about 2.5 s of a worker's first trial otherwise)
+PRELOAD = ["torch", "torch._dynamo", "optuna", "tunectl.tune", "tunectl.objective", "tunectl.train",
+           "tunectl.models", "tunectl.data", "tunectl.pixels", "tunectl.sharing"]
+
+
+def worker_main(payload: dict[str, Any], worker: int, threads: int) -> None:
+    """A worker process: its settings come as plain data and the parent's splits in shared memory (or as the
+    mapped cache file), so it loads no data; exit 130 on a stop, 2 on a refusal."""
     workers.on_signals(workers.request_stop)  # Ctrl-C reaches the whole process group; SIGTERM comes from the parent
-    settings = _settings_from(settings_dict)
+    os.environ.clear()  # a fork server's worker starts with the server's environment: use the command's
+    os.environ.update(payload["environ"])
+    settings = _settings_from(payload["settings"])
     try:
-        work(settings, worker, threads=threads)
+        work(settings, worker, splits=payload["splits"], threads=threads)
     except KeyboardInterrupt:
         os._exit(130)
     except TunectlError as e:
@@ -521,8 +532,12 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     `on_note` receives one-line notes for the user (a capped --jobs, a changed sampler). The
     summary carries the parameter importances too, so a caller need not open the study again.
     """
+    if settings.jobs > 1 and (os.cpu_count() or 1) > 1:  # the workers' imports, meanwhile, in the fork server
+        workers.prestart(PRELOAD)
     study, splits = prepare(settings, on_note)
-    jobs, why = workers.plan_jobs(settings.jobs, settings.n_trials, _finished(study))
+    from tunectl import sharing
+
+    jobs, why = workers.plan_jobs(settings.jobs, settings.n_trials, _finished(study), sharing.nbytes(splits))
     if jobs != settings.jobs and why:
         on_note(f"--jobs {settings.jobs}: running {jobs} worker{'s' * (jobs > 1)} ({why})")
     settings.jobs = jobs
@@ -539,7 +554,9 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
         if settings.jobs == 1:
             work(settings, 0, on_trial=progress, splits=splits)
         else:
-            payload = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
+            plain = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
+            # loaded and split once, here: the workers get these very pages (sharing.py), not a copy or a reload
+            payload = {"settings": plain, "splits": sharing.share(splits), "environ": dict(os.environ)}
             workers.run_processes(worker_main, payload, settings.jobs, progress, settings.study, settings.storage_url)
     except KeyboardInterrupt:  # raised by check_stop, after the trial was recorded
         workers.Stop.requested = True
