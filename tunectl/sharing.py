@@ -109,6 +109,20 @@ def mapped_file(t: torch.Tensor) -> tuple[str, int] | None:
     return path, offset + ptr - lo
 
 
+SHM = "/dev/shm"  # where torch's shared memory lives on Linux (shm_open)
+
+
+def check_room(nbytes: int) -> None:
+    """Refuse (OSError) before torch would fill a small /dev/shm (a container's default is 64 MB)."""
+    if sys.platform != "linux" or not os.path.isdir(SHM):
+        return
+    import shutil
+
+    free = shutil.disk_usage(SHM).free
+    if nbytes > free:
+        raise OSError(f"{SHM} has {free / 2**20:.0f} MiB free, the data need {nbytes / 2**20:.0f} MiB")
+
+
 def share(obj: Any, _memo: dict[int, Any] | None = None) -> Any:
     """`obj` (Splits, pixels.Rows, tuples, lists, dicts of them) ready to send to worker processes: each
     mapped-file tensor replaced by its `MappedFile`, every other CPU tensor moved to shared memory in place.
@@ -120,6 +134,8 @@ def share(obj: Any, _memo: dict[int, Any] | None = None) -> Any:
         key = (obj.untyped_storage().data_ptr(), tuple(obj.shape), obj.stride(), obj.storage_offset())
         if key not in memo:  # the train and dev rows of one image array: one stand-in, mapped once
             where = mapped_file(obj)
+            if not where and not obj.is_shared():
+                check_room(obj.untyped_storage().nbytes())
             memo[key] = MappedFile(obj, *where) if where else obj.share_memory_()  # in place: the same pages
         return memo[key]
     if isinstance(obj, (list, tuple)):

@@ -516,6 +516,19 @@ def worker_main(payload: dict[str, Any], worker: int, threads: int) -> None:
         os._exit(2)
 
 
+def _shared(splits, on_note: Callable[[str], None]):
+    """The splits ready for the workers (sharing.share), or None, said in a note, where shared memory cannot
+    hold them (a container's small /dev/shm): then each worker loads and splits the data itself, as before."""
+    from tunectl import sharing
+
+    try:
+        return sharing.share(splits)
+    except (RuntimeError, OSError) as e:
+        on_note(f"cannot hand the data to the workers in shared memory ({str(e).splitlines()[0][:120]}); "
+                f"each worker loads its own copy (a larger /dev/shm avoids that)")
+        return None
+
+
 def _settings_from(d: dict[str, Any]) -> TuneSettings:
     d = dict(d)
     d["space"] = parse_space(d["space"], d.pop("space_origin"))
@@ -556,7 +569,7 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
         else:
             plain = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
             # loaded and split once, here: the workers get these very pages (sharing.py), not a copy or a reload
-            payload = {"settings": plain, "splits": sharing.share(splits), "environ": dict(os.environ)}
+            payload = {"settings": plain, "splits": _shared(splits, on_note), "environ": dict(os.environ)}
             workers.run_processes(worker_main, payload, settings.jobs, progress, settings.study, settings.storage_url)
     except KeyboardInterrupt:  # raised by check_stop, after the trial was recorded
         workers.Stop.requested = True
