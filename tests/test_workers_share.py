@@ -371,3 +371,30 @@ def test_without_room_in_shared_memory_each_worker_loads_its_own_copy(ws, monkey
     assert "note: cannot hand the data to the workers in shared memory (/dev/shm has 0 MiB free" in result.stderr
     loads = (ws / "loads.txt").read_text().split()
     assert len(loads) == 3 and loads[0] == str(os.getpid()) and len(set(loads)) == 3  # the parent, then each worker
+
+
+def _probe(payload, worker: int, threads: int) -> None:
+    """A worker's target as run_processes calls it: report what it was handed, on the command's stderr too."""
+    splits = payload["splits"]
+    Path(payload["out"], f"{worker}.json").write_text(json.dumps(
+        {"x_train": digest(splits.x_train), "backing": sharing.backing(storage_of(splits.x_train)),
+         "threads": threads, "environ": os.environ.get("TUNECTL_TEST_MARK")}))
+    print(f"probe {worker} writes to the command's stderr", file=sys.stderr, flush=True)
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_run_processes_hands_each_worker_the_parents_pages(kinds, tmp_path, monkeypatch, capfd, method):
+    """Both ways of starting workers (the fork server where there is one; spawn on macOS and Windows)."""
+    monkeypatch.setenv("TUNECTL_WORKER_START", method)
+    monkeypatch.setenv("TUNECTL_TEST_MARK", "the command's environment")
+    assert workers.start_method() == method
+    splits = load_splits(kinds["folder"], raw=True)
+    workers.prestart(PRELOAD)
+    payload = {"splits": sharing.share(splits), "out": str(tmp_path)}
+    workers.run_processes(_probe, payload, 2, lambda: None, "none", "sqlite:///unused.db")
+    got = [json.loads((tmp_path / f"{w}.json").read_text()) for w in (0, 1)]
+    assert all(g["x_train"] == digest(splits.x_train) and g["backing"].endswith("/images.npy") for g in got), got
+    assert all(g["threads"] == max(1, (os.cpu_count() or 1) // 2) for g in got)
+    assert all(g["environ"] == "the command's environment" for g in got)  # not the fork server's own
+    err = capfd.readouterr().err
+    assert "probe 0 writes to the command's stderr" in err and "probe 1 writes" in err, err[-2000:]

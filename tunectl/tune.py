@@ -189,6 +189,8 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     """Validate everything, then create or resume the study. Nothing is written before validation passes."""
     quiet_optuna()
     check_settings(settings)
+    if settings.jobs > 1 and (os.cpu_count() or 1) > 1:  # the workers' imports, in the fork server, meanwhile
+        workers.prestart(PRELOAD)
     base = base_config(settings)
     splits = study_data(settings)  # data errors surface before any file is made
     fixed = trial_config(settings.space, {}, base)  # the fixed values must make a valid config
@@ -502,8 +504,6 @@ def worker_main(payload: dict[str, Any], worker: int, threads: int) -> None:
     """A worker process: its settings come as plain data and the parent's splits in shared memory (or as the
     mapped cache file), so it loads no data; exit 130 on a stop, 2 on a refusal."""
     workers.on_signals(workers.request_stop)  # Ctrl-C reaches the whole process group; SIGTERM comes from the parent
-    os.environ.clear()  # a fork server's worker starts with the server's environment: use the command's
-    os.environ.update(payload["environ"])
     settings = _settings_from(payload["settings"])
     try:
         work(settings, worker, splits=payload["splits"], threads=threads)
@@ -545,8 +545,6 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     `on_note` receives one-line notes for the user (a capped --jobs, a changed sampler). The
     summary carries the parameter importances too, so a caller need not open the study again.
     """
-    if settings.jobs > 1 and (os.cpu_count() or 1) > 1:  # the workers' imports, meanwhile, in the fork server
-        workers.prestart(PRELOAD)
     study, splits = prepare(settings, on_note)
     from tunectl import sharing
 
@@ -569,7 +567,7 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
         else:
             plain = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
             # loaded and split once, here: the workers get these very pages (sharing.py), not a copy or a reload
-            payload = {"settings": plain, "splits": _shared(splits, on_note), "environ": dict(os.environ)}
+            payload = {"settings": plain, "splits": _shared(splits, on_note)}
             workers.run_processes(worker_main, payload, settings.jobs, progress, settings.study, settings.storage_url)
     except KeyboardInterrupt:  # raised by check_stop, after the trial was recorded
         workers.Stop.requested = True

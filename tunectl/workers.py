@@ -252,7 +252,7 @@ def run_processes(target: Callable, payload: dict[str, Any], jobs: int, progress
 
     ctx = mp.get_context(start_method())
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    procs = [ctx.Process(target=_worker, args=(target, _Stdio(), payload, i, threads), daemon=False)
+    procs = [ctx.Process(target=_worker, args=(target, _Stdio(), dict(os.environ), payload, i, threads), daemon=False)
              for i in range(jobs)]
     for p in procs:
         p.start()
@@ -289,9 +289,14 @@ def _received(*fds) -> tuple[int | None, ...]:
     return tuple(None if fd is None else fd.detach() for fd in fds)
 
 
-def _worker(target: Callable, stdio: tuple[int | None, ...], payload: dict[str, Any], worker: int, threads: int) -> None:
+def _worker(target: Callable, stdio: tuple[int | None, ...], environ: dict[str, str], payload: dict[str, Any],
+            worker: int, threads: int) -> None:
+    """A worker process's first act: this command's stdout, stderr and environment (a fork server's worker
+    starts with the server's own), then `target`."""
+    os.environ.clear()
+    os.environ.update(environ)
     for fd, n in zip(stdio, (1, 2)):
-        if fd is not None:
+        if fd is not None and fd != n:  # (a spawned worker inherits them under their own numbers)
             os.dup2(fd, n)
             os.close(fd)
     target(payload, worker, threads)
