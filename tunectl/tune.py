@@ -180,6 +180,8 @@ def check_settings(settings: TuneSettings) -> None:
         if path.exists():  # an empty or damaged study file is refused before anything is written
             store.check_sqlite(path)
     studies.check_owner(settings.folder, settings.study)
+    if settings.jobs > 1 and (os.cpu_count() or 1) > 1:  # the options are sound: the fork server imports the
+        workers.prestart(PRELOAD)  # workers' modules while this process imports torch and loads the data
     from tunectl.train import check_device
 
     check_device(settings.device)  # `--device banana` is refused now, not by 10 failed trials
@@ -189,8 +191,6 @@ def prepare(settings: TuneSettings, note: Callable[[str], None] = lambda text: N
     """Validate everything, then create or resume the study. Nothing is written before validation passes."""
     quiet_optuna()
     check_settings(settings)
-    if settings.jobs > 1 and (os.cpu_count() or 1) > 1:  # the workers' imports, in the fork server, meanwhile
-        workers.prestart(PRELOAD)
     base = base_config(settings)
     splits = study_data(settings)  # data errors surface before any file is made
     fixed = trial_config(settings.space, {}, base)  # the fixed values must make a valid config
