@@ -14,7 +14,11 @@ set, read as 3 x 28 x 28 RGB like any ImageFolder), side by side in one run:
   memory tune    two worker processes at once (what `tune --jobs 2` runs), bytes against float32,
                  and two against one: the sum of their PSS (a page of the shared cache file counts
                  once over all processes that map it). Target: two workers <= 1.2x one worker.
-                 Then the real `tunectl tune --jobs 2` on the folder, its process tree sampled.
+                 Then the real `tunectl tune --jobs 2`, on the folder (cache warm) and on the MNIST
+                 idx files: its process tree sampled every 50 ms, each process's data pages (the
+                 cache's images.npy, the shared-memory tensors the parent handed over) read at the
+                 same moment while both workers are alive: their PSS together against one worker's
+                 RSS of the same pages (`--parts tune` runs this part alone).
   epoch cost     in one process, interleaved rounds: fit() epochs on the float32 splits, on the
                  bytes (converted and scaled per mini-batch) and streamed (--stream), with the dev
                  errors compared to the bit. Target: bytes <= 1.1x float32.
@@ -310,7 +314,7 @@ def bench(data: Path, work: Path, args: argparse.Namespace) -> None:
     if "memory" in parts:
         memory(folder, cache)
     if "tune" in parts:
-        tune_cli(folder, cache, work)
+        tune_cli(folder, cache, work, data)
     if "epoch" in parts:  # in this process, interleaved rounds
         epoch_cost(folder, cache, args)
     if args.big:
@@ -366,24 +370,72 @@ def memory(folder: Path, cache: Path) -> None:
           f"{sum(r['end'] for r in b2) / max(1, sum(r['end'] for r in f2)):.3f} after the epochs, peak {b2_peak / f2_peak:.3f}")
 
 
-def tune_cli(folder: Path, cache: Path, work: Path) -> None:
+def data_pages(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of a process's mappings of the data it shares: the cache's images.npy and shared memory
+    (torch's tensors moved there: /dev/shm/torch_*). PSS counts a page 1/k in each of the k processes that
+    map it, so summed over processes it is the pages themselves; RSS counts every page whole."""
+    pss_sum = rss_sum = 0
+    inside = False
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split()
+                if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+                    name = " ".join(head[5:])
+                    inside = name.endswith("images.npy") or "/dev/shm/" in name
+                elif inside and head and head[0] == "Pss:":
+                    pss_sum += int(head[1]) * 1024
+                elif inside and head and head[0] == "Rss:":
+                    rss_sum += int(head[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return pss_sum, rss_sum
+
+
+def tune_cli(folder: Path, cache: Path, work: Path, data: Path | None = None) -> None:
+    """The real `tunectl tune --jobs 2` on the folder (its cache warm) and on the MNIST idx files: the
+    process tree sampled every 50 ms; at each sample, every process's data pages at that same moment."""
     space = work / "space.yaml"
-    space.write_text("model: mlp\nepochs: 1\nparams:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+    space.write_text("model: mlp\nepochs: 2\nparams:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
                      "fixed:\n  depth: 2\n  width: 256\n")
-    shutil.rmtree(work / "studies", ignore_errors=True)
-    cmd = [sys.executable, "-m", "tunectl.cli", "tune", "-s", str(space), "-d", f"folder:{folder}", "--trials", "2",
-           "--jobs", "2", "--pruner", "none", "--device", "cpu", "--root", str(work / "studies"), "--json"]
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env={**ENV, "TUNECTL_CACHE": str(cache)}, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    sampler = Sampler([p.pid])
-    out, err = p.communicate()
-    peak = sampler.done()
-    if p.returncode != 0:
-        sys.exit(f"tune failed ({p.returncode}): {err.strip()[-800:]}")
-    states = json.loads(out)["states"]
-    print(f"  `tunectl tune --jobs 2` (2 trials, 1 epoch): {states['COMPLETE']} complete in "
-          f"{time.perf_counter() - t:.1f} s, whole process tree's peak PSS {mib(peak)} (interpreters included)")
+    print("\nmemory tune: `tunectl tune --jobs 2` (4 trials of 2 epochs), its processes' data pages sampled at one "
+          "moment while both workers are alive")
+    sets = [("folder cache", ["-d", f"folder:{folder}"])]
+    if data is not None:
+        sets.append(("MNIST idx", ["-d", "mnist", "--data-dir", str(data)]))
+    for name, flags in sets:
+        shutil.rmtree(work / "studies", ignore_errors=True)
+        cmd = [sys.executable, "-m", "tunectl.cli", "tune", "-s", str(space), *flags, "--trials", "4", "--jobs", "2",
+               "--pruner", "none", "--device", "cpu", "--root", str(work / "studies"), "--json"]
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, env={**ENV, "TUNECTL_CACHE": str(cache)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        best, one_rss = None, 0
+        while p.poll() is None:
+            rows = {pid: data_pages(pid) for pid in tree(p.pid)}
+            workers = {pid: r for pid, r in rows.items() if pid != p.pid and r[1] > 0}  # the fork server maps none
+            one_rss = max([one_rss, *(r[1] for r in workers.values())])
+            if len(workers) == 2:
+                both = sum(r[0] for r in workers.values())
+                whole = sum(r[0] for r in rows.values())
+                if best is None or both > best[0]:
+                    best = (both, whole, [r[1] for r in workers.values()], rows[p.pid][1],
+                            sum(pss(q) for q in rows))
+            time.sleep(0.05)
+        out, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"tune failed ({p.returncode}): {err.strip()[-800:]}")
+        states = json.loads(out)["states"]
+        print(f"  {name}: {states['COMPLETE']} trials complete in {time.perf_counter() - t:.1f} s")
+        if best is None:
+            print("    the two workers were never seen alive together (sampled every 50 ms)")
+            continue
+        both, whole, each, parent, total = best
+        print(f"    one worker's data pages (RSS, every page it maps counted whole): {mib(one_rss)}")
+        print(f"    the two workers at one moment: data PSS {mib(both)} together = {both / one_rss:.2f}x one worker's "
+              f"(each maps {', '.join(mib(r).strip() for r in each)}); target <= 1.2x")
+        print(f"    the whole command (parent {mib(parent).strip()} mapped, fork server, workers): data pages "
+              f"{mib(whole)} = {whole / one_rss:.2f}x one worker's; all memory of its processes (PSS) {mib(total)}")
 
 
 def epoch_cost(folder: Path, cache: Path, args: argparse.Namespace) -> None:

@@ -180,6 +180,8 @@ def check_settings(settings: TuneSettings) -> None:
         if path.exists():  # an empty or damaged study file is refused before anything is written
             store.check_sqlite(path)
     studies.check_owner(settings.folder, settings.study)
+    if settings.jobs > 1 and (os.cpu_count() or 1) > 1:  # the options are sound: the fork server imports the
+        workers.prestart(PRELOAD)  # workers' modules while this process imports torch and loads the data
     from tunectl.train import check_device
 
     check_device(settings.device)  # `--device banana` is refused now, not by 10 failed trials
@@ -481,13 +483,14 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
     # study already holds, or a resumed study would replay its first configurations one by one
     seed = workers.sampler_seed(settings.seed, worker, shared) + 1000 * len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(settings.sampler, seed, settings.space, settings.jobs > 1 or shared)
-    if splits is None:
-        from tunectl.data import same_split
+    from tunectl.data import same_split
 
-        splits = study_data(settings, study.user_attrs[ATTR]["manifest"])
-        if not same_split(study.user_attrs[ATTR]["manifest"], splits.manifest):
-            raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
-                             f"give it the same data set and --split")
+    stored = study.user_attrs[ATTR]["manifest"]
+    if splits is None:  # a worker on its own (not handed its parent's splits) loads them, as stored
+        splits = study_data(settings, stored)
+    if not same_split(stored, splits.manifest):  # loaded here or handed over: the study's split, or no trial
+        raise StudyError(f"study '{settings.study}': this worker's data do not produce the study's split; "
+                         f"give it the same data set and --split")
     optuna.storages.fail_stale_trials(study)  # a crashed worker's trial: failed now, retried below
     workers.fail_unstarted(study, storage, 3 * settings.heartbeat if settings.heartbeat else None)
     callbacks = [objective.stop_after_failures, workers.stop_between_trials]
@@ -499,12 +502,20 @@ def work(settings: TuneSettings, worker: int = 0, on_trial: Callable[[], None] |
     workers.run_trials(study, run, gate, settings.n_trials, settings.timeout, callbacks, settings.storage_url)
 
 
-def worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> None:
-    """A spawned worker process: its settings come as plain data; exit 130 on a stop, 2 on a refusal."""
+# what a worker imports, loaded once by the fork server (workers.prestart) instead of by every worker:
+# torch, Optuna, the trial's modules, and torch._dynamo, which torch.optim imports when a process makes its
+# first optimizer (about 2.5 s of a worker's first trial otherwise)
+PRELOAD = ["torch", "torch._dynamo", "optuna", "tunectl.tune", "tunectl.objective", "tunectl.train",
+           "tunectl.models", "tunectl.data", "tunectl.pixels", "tunectl.sharing"]
+
+
+def worker_main(payload: dict[str, Any], worker: int, threads: int) -> None:
+    """A worker process: its settings come as plain data and the parent's splits in shared memory (or as the
+    mapped cache file), so it loads no data; exit 130 on a stop, 2 on a refusal."""
     workers.on_signals(workers.request_stop)  # Ctrl-C reaches the whole process group; SIGTERM comes from the parent
-    settings = _settings_from(settings_dict)
+    settings = _settings_from(payload["settings"])
     try:
-        work(settings, worker, threads=threads)
+        work(settings, worker, splits=payload["splits"], threads=threads)
     except KeyboardInterrupt:
         os._exit(130)
     except TunectlError as e:
@@ -512,6 +523,19 @@ def worker_main(settings_dict: dict[str, Any], worker: int, threads: int) -> Non
 
         print(f"error: {e}", file=sys.stderr)
         os._exit(2)
+
+
+def _shared(splits, on_note: Callable[[str], None]):
+    """The splits ready for the workers (sharing.share), or None, said in a note, where shared memory cannot
+    hold them (a container's small /dev/shm): then each worker loads and splits the data itself, as before."""
+    from tunectl import sharing
+
+    try:
+        return sharing.share(splits)
+    except (RuntimeError, OSError) as e:
+        on_note(f"cannot hand the data to the workers in shared memory ({str(e).splitlines()[0][:120]}); "
+                f"each worker loads its own copy (a larger /dev/shm avoids that)")
+        return None
 
 
 def _settings_from(d: dict[str, Any]) -> TuneSettings:
@@ -531,7 +555,9 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
     summary carries the parameter importances too, so a caller need not open the study again.
     """
     study, splits = prepare(settings, on_note)
-    jobs, why = workers.plan_jobs(settings.jobs, settings.n_trials, _finished(study))
+    from tunectl import sharing
+
+    jobs, why = workers.plan_jobs(settings.jobs, settings.n_trials, _finished(study), sharing.nbytes(splits))
     if jobs != settings.jobs and why:
         on_note(f"--jobs {settings.jobs}: running {jobs} worker{'s' * (jobs > 1)} ({why})")
     settings.jobs = jobs
@@ -548,7 +574,9 @@ def run_study(settings: TuneSettings, on_progress: Callable[[dict[str, Any]], No
         if settings.jobs == 1:
             work(settings, 0, on_trial=progress, splits=splits)
         else:
-            payload = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
+            plain = {**asdict(settings), "space": settings.space.to_dict(), "space_origin": settings.space.origin}
+            # loaded and split once, here: the workers get these very pages (sharing.py), not a copy or a reload
+            payload = {"settings": plain, "splits": _shared(splits, on_note)}
             workers.run_processes(worker_main, payload, settings.jobs, progress, settings.study, settings.storage_url)
     except KeyboardInterrupt:  # raised by check_stop, after the trial was recorded
         workers.Stop.requested = True

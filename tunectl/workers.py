@@ -1,7 +1,8 @@
 """Workers: the processes that run trials, the signals that stop them, and the lock that counts them.
 
-A study runs in one process (`--jobs 1`) or in several spawned ones, each with its share of
-the CPU threads, all on one storage with heartbeats. Ctrl-C and SIGTERM only raise a flag;
+A study runs in one process (`--jobs 1`) or in several worker processes (forked from a fork
+server that imported torch once, or spawned), each with its share of the CPU threads, all on one
+storage with heartbeats. Ctrl-C and SIGTERM only raise a flag;
 the running trial stops at its next mini-batch and is recorded, so nothing is left half done.
 This module knows how trials are run safely, not what a trial is: `tune.py` hands it the
 objective and the study.
@@ -13,6 +14,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -187,14 +189,17 @@ def sampler_seed(seed: int, worker: int, shared: bool) -> int:
     return zlib.crc32(f"{seed}:{worker}:{socket.gethostname()}:{os.getpid()}".encode()) % 2**31
 
 
-def plan_jobs(asked: int, n_trials: int | None, finished: int) -> tuple[int, str]:
+def plan_jobs(asked: int, n_trials: int | None, finished: int, shared: int = 0) -> tuple[int, str]:
     """Workers this machine can hold: no more than its cores, than its free memory holds at this
-    process's size (a worker loads the same data and torch), or than the trials still to run."""
+    process's size less `shared` (the data's bytes, which the workers share with this process rather
+    than load again), or than the trials still to run."""
     jobs, why = asked, []
     cores = os.cpu_count() or 1
     if jobs > cores:
         jobs, why = cores, [f"{cores} CPU cores"]
     per_worker, free = memory()
+    if per_worker and shared:  # torch and the interpreter a worker holds; never less than a quarter of us
+        per_worker = max(per_worker - shared, per_worker // 4)
     if per_worker and free and jobs > 1:
         fit = max(1, int(0.8 * free // per_worker))
         if fit < jobs:
@@ -216,14 +221,46 @@ def memory() -> tuple[int | None, int | None]:
         return None, None
 
 
-def run_processes(target: Callable, payload: dict[str, Any], jobs: int, progress: Callable[[], Any],
-                  study: str, storage_url: str) -> None:
-    """Spawn `jobs` worker processes running `target(payload, worker, threads)`; wait, showing progress."""
+def start_method() -> str:
+    """How worker processes start: a fork server on Linux, a fresh interpreter (spawn) elsewhere.
+
+    Never a plain fork of this process: it has run torch, whose thread pools' locks a fork copies
+    without their threads (a worker can hang on its first parallel operation). The fork server is
+    a fresh process that only imports (torch, Optuna, tunectl: `prestart`'s list) and runs nothing,
+    so it holds no thread pool; each worker is a fork of it and needs none of those imports again
+    (`bench/parallel.py` measures the start-up). macOS's system libraries are not fork-safe (Python
+    spawns there by default); Windows has no fork. TUNECTL_WORKER_START=spawn|forkserver chooses,
+    for benchmarks that compare the two.
+    """
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    asked = os.environ.get("TUNECTL_WORKER_START", "").strip()
+    if asked in mp.get_all_start_methods() and asked in ("spawn", "forkserver"):
+        return asked
+    return "forkserver" if sys.platform == "linux" and "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def prestart(preload: list[str]) -> None:
+    """Start the fork server now, in the background: it imports `preload` while this process loads the
+    data, and the workers forked from it later start with those modules loaded. A no-op with spawn."""
+    if start_method() != "forkserver":
+        return
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(list(preload))
+    forkserver.ensure_running()  # a server already running (an earlier study in this process) is kept
+
+
+def run_processes(target: Callable, payload: dict[str, Any], jobs: int, progress: Callable[[], Any],
+                  study: str, storage_url: str) -> None:
+    """Start `jobs` worker processes running `target(payload, worker, threads)`; wait, showing progress."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context(start_method())
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    procs = [ctx.Process(target=target, args=(payload, i, threads), daemon=False) for i in range(jobs)]
+    procs = [ctx.Process(target=_worker, args=(target, _Stdio(), dict(os.environ), payload, i, threads), daemon=False)
+             for i in range(jobs)]
     for p in procs:
         p.start()
     while any(p.is_alive() for p in procs):
@@ -236,6 +273,40 @@ def run_processes(target: Callable, payload: dict[str, Any], jobs: int, progress
     progress()
     if all(p.exitcode == 2 for p in procs):
         raise RunError(f"study '{study}': every worker refused to start (see the messages above)")
+
+
+class _Stdio:
+    """This command's stdout and stderr, sent to a worker: one forked from a fork server that an earlier
+    command of this process started (a test session) would write where that command's went."""
+
+    def __reduce__(self):
+        from multiprocessing.reduction import DupFd  # descriptors for the process being started
+
+        fds = []
+        for n in (1, 2):
+            try:
+                os.fstat(n)
+                fds.append(DupFd(n))
+            except OSError:  # closed (`tunectl tune >&-`): the worker keeps what it has
+                fds.append(None)
+        return _received, tuple(fds)
+
+
+def _received(*fds) -> tuple[int | None, ...]:
+    return tuple(None if fd is None else fd.detach() for fd in fds)
+
+
+def _worker(target: Callable, stdio: tuple[int | None, ...], environ: dict[str, str], payload: dict[str, Any],
+            worker: int, threads: int) -> None:
+    """A worker process's first act: this command's stdout, stderr and environment (a fork server's worker
+    starts with the server's own), then `target`."""
+    os.environ.clear()
+    os.environ.update(environ)
+    for fd, n in zip(stdio, (1, 2)):
+        if fd is not None and fd != n:  # (a spawned worker inherits them under their own numbers)
+            os.dup2(fd, n)
+            os.close(fd)
+    target(payload, worker, threads)
 
 
 def _stop_workers(procs, study: str, storage_url: str) -> None:
