@@ -142,7 +142,8 @@ def kinds(tmp_path, write_mnist, write_cifar, write_image_folder, monkeypatch):
         "diabetes (regression)": DataSettings(dataset="diabetes"),
         "mnist idx": DataSettings(dataset="mnist", data_dir=str(tmp_path / "mnist")),
         "cifar10": DataSettings(dataset="cifar10", data_dir=str(tmp_path / "cifar")),
-        "folder": DataSettings(dataset=f"folder:{tmp_path / 'folder'}"),
+        "folder": DataSettings(dataset=f"folder:{tmp_path / 'folder'}"),  # its rows copied out of the cache
+        "folder streamed": DataSettings(dataset=f"folder:{tmp_path / 'folder'}", stream=True),  # the mapped cache
         "npz bytes": DataSettings(dataset=f"npz:{tmp_path / 'bytes.npz'}"),
         "npz floats": DataSettings(dataset=f"npz:{tmp_path / 'floats.npz'}"),
         "npz sequences": DataSettings(dataset=f"npz:{tmp_path / 'seq.npz'}"),
@@ -167,7 +168,7 @@ def test_every_kind_of_data_reaches_a_worker_as_the_parents_pages(kinds, tmp_pat
         assert a["manifest"] == b["manifest"], name  # the same split, its hashes and scaling
         for part in ("x_train", "x_dev", "y_train", "y_dev"):
             assert a[part] == b[part] == c[part], (name, part)  # the same numbers, to the bit
-        if name == "folder":  # the cache's images.npy, mapped by the worker itself: the same file
+        if name == "folder streamed":  # the cache's images.npy, mapped by the worker itself: the same file
             assert b["backing"] == a["backing"] == b["dev_backing"] and b["backing"].endswith("/images.npy"), b
         else:  # in shared memory, in the worker and (moved there in place, no second copy) in the parent
             assert a["backing"] == "private" and b["backing"] == c["backing"] == "shared memory", (name, a, b, c)
@@ -193,19 +194,19 @@ def test_a_killed_worker_leaves_the_parents_shared_data_intact(kinds):
 def test_a_mapped_tensor_a_worker_writes_to_stays_that_workers_own(kinds):
     """The cache file is mapped copy-on-write: a worker writing into its data changes neither the file nor
     its parent (tensors in shared memory are the parent's pages: nothing in tunectl writes to them)."""
-    splits = load_splits(kinds["folder"], raw=True)
+    splits = load_splits(kinds["folder streamed"], raw=True)
     before = digest(splits.x_train)
     proc, queue = start_worker(_scribble, [splits])
     assert queue.get(timeout=120) != before  # the worker saw its own write ...
     proc.join(timeout=60)
     assert digest(splits.x_train) == before  # ... which reached neither the parent
-    assert digest(load_splits(kinds["folder"], raw=True).x_train) == before  # nor the file
+    assert digest(load_splits(kinds["folder streamed"], raw=True).x_train) == before  # nor the file
 
 
 def test_a_mapped_cache_the_parent_wrote_to_is_sent_as_its_own_bytes(kinds):
     """Copy-on-write pages of the parent's mapping are not in the file: then the worker gets the parent's
     bytes (in shared memory), not the file's."""
-    splits = load_splits(kinds["folder"], raw=True)
+    splits = load_splits(kinds["folder streamed"], raw=True)
     splits.x_train.base[0].fill_(3)
     assert sharing.mapped_file(splits.x_train.base) is None
     proc, queue = start_worker(_worker_report, [splits])
@@ -388,7 +389,7 @@ def test_run_processes_hands_each_worker_the_parents_pages(kinds, tmp_path, monk
     monkeypatch.setenv("TUNECTL_WORKER_START", method)
     monkeypatch.setenv("TUNECTL_TEST_MARK", "the command's environment")
     assert workers.start_method() == method
-    splits = load_splits(kinds["folder"], raw=True)
+    splits = load_splits(kinds["folder streamed"], raw=True)
     workers.prestart(PRELOAD)
     payload = {"splits": sharing.share(splits), "out": str(tmp_path)}
     workers.run_processes(_probe, payload, 2, lambda: None, "none", "sqlite:///unused.db")
