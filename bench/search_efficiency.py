@@ -111,25 +111,50 @@ def search(task: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="tunectl-bench-") as root:
         settings = tune.TuneSettings(space, d, f"{method}-{seed}", root=root, seed=seed, keep=0, device="cpu",
                                      sampler="tpe", defaults_first=first)
-        study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+        # a fixed name: Hyperband assigns trials to brackets by a hash of the study's name and the trial's
+        # number, so an unnamed study (a random name) gives another search on every run; one name per seed
+        # gives every method the same brackets (a paired comparison) and the same result on every run
+        study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner, study_name=f"bench-{seed}")
         tune.enqueue_starts(study, settings, [], True, print)  # what `tunectl tune` does for a new study
         log: list[dict] = []
 
         def spend(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            epochs = trial.user_attrs.get("epochs_run", len(trial.user_attrs.get("curve", [])))
-            used = (log[-1]["used"] if log else 0) + epochs
+            used = (log[-1]["used"] if log else 0) + epochs_run(trial)
             log.append({"number": trial.number, "state": trial.state.name, "value": trial.value, "used": used,
-                        "se": trial.user_attrs.get("dev_error_se")})
-            if used >= budget:
+                        "se": trial.user_attrs.get("dev_error_se"), "params": trial.params})
+            if task.get("log"):
+                print(f"    {method} seed {seed} #{trial.number} {trial.state.name.lower()} {fmt(trial.value)} "
+                      f"after {epochs_run(trial)} epochs (used {used}): {short_params(trial.params)}", flush=True)
+            stop_below = task.get("stop_below")  # --stop-at-match: matched random@top, and past EARLY epochs
+            matched = stop_below is not None and any(r["state"] == "COMPLETE" and r["value"] is not None and
+                                                     r["value"] <= stop_below for r in log)
+            if used >= budget or (matched and used >= EARLY):
                 study.stop()
 
         start = time.time()
         study.optimize(Objective(settings, splits, tune.base_config(settings), "cpu"), callbacks=[spend], catch=(Exception,),
                        gc_after_trial=False)
-    return {**{k: task[k] for k in ("name", "method", "seed")}, "log": log, "seconds": time.time() - start}
+    stopped = log[-1]["used"] if log and log[-1]["used"] < budget else None  # --stop-at-match ended it early
+    return {**{k: task[k] for k in ("name", "method", "seed")}, "log": log, "stopped_at": stopped,
+            "seconds": time.time() - start}
+
+
+def epochs_run(trial) -> int:
+    """The epochs a trial trained: one reported dev error per epoch (Optuna's intermediate values), plus the
+    epoch that diverged (a NaN is not reported to the pruner). A finished trial that trained none is a bug here."""
+    n = len(trial.intermediate_values) + (trial.user_attrs.get("reason") == "diverged")
+    if n == 0 and trial.state.name in ("COMPLETE", "PRUNED"):
+        raise RuntimeError(f"trial {trial.number} ({trial.state.name}) reported no epoch: cannot count the budget")
+    return n
+
+
+def short_params(params: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def best_within(log: list[dict], budget: int) -> float | None:
+    if any(r["state"] == "UNKNOWN" and r["used"] <= budget for r in log):
+        return None  # the search stopped before this budget (--stop-at-match)
     values = [r["value"] for r in log if r["used"] <= budget and r["state"] == "COMPLETE" and r["value"] is not None]
     return min(values) if values else None
 
@@ -137,6 +162,8 @@ def best_within(log: list[dict], budget: int) -> float | None:
 def best_se(log: list[dict], budget: int) -> float | None:
     """The standard error of the best value within `budget` (that trial's dev_error_se)."""
     rows = [r for r in log if r["used"] <= budget and r["state"] == "COMPLETE" and r["value"] is not None]
+    if best_within(log, budget) is None:
+        return None
     return min(rows, key=lambda r: r["value"]).get("se") if rows else None
 
 
@@ -155,7 +182,9 @@ def fmt(v) -> str:
 
 def report(name: str, results: list[dict], budgets: tuple[int, ...], methods: tuple[str, ...] = METHODS) -> dict:
     seeds = sorted({r["seed"] for r in results})
-    logs = {(r["method"], r["seed"]): r["log"] for r in results}
+    # a search that --stop-at-match ended early: its best at a budget beyond its end is unknown (None)
+    logs = {(r["method"], r["seed"]): [*r["log"], *([{"used": r["stopped_at"] + 1, "state": "UNKNOWN", "value": None}]
+                                                     if r.get("stopped_at") else [])] for r in results}
     print(f"\n== {name}: best dev error within each budget (epochs); the median over seeds ± the standard error "
           f"of that median seed's best; then each seed ==")
     width = 17 + 7 * len(seeds)
@@ -174,7 +203,7 @@ def report(name: str, results: list[dict], budgets: tuple[int, ...], methods: tu
             row.append(f"{cell} ({'/'.join(fmt(v)[1:] if v is not None else '-' for v in vals)})")
         print(f"{m:<16} " + " ".join(f"{c:>{width}}" for c in row))
     top = max(budgets)
-    print(f"trials run: " + ", ".join(f"{m} {'/'.join(str(len(logs[(m, s)])) for s in seeds)}" for m in methods))
+    print(f"trials run: " + ", ".join(f"{m} {'/'.join(str(sum(r['state'] != 'UNKNOWN' for r in logs[(m, s)])) for s in seeds)}" for m in methods))
     needs = {}
     for m in [m for m in methods if m != "random"]:
         per_seed = [epochs_to_reach(logs[(m, s)], best_within(logs[("random", s)], top)) for s in seeds]
@@ -212,6 +241,10 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None, help="also write the numbers here")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated, from: {', '.join(VARIANTS)} (default and random are always run)")
+    ap.add_argument("--stop-at-match", action="store_true",
+                    help="run random search first; every other search stops once it has matched random's best at "
+                         "the largest budget and run 50 epochs (its best at larger budgets is then shown as '-')")
+    ap.add_argument("--log", action="store_true", help="print every trial: its state, dev error, epochs and params")
     ap.add_argument("--budgets", default=None, help="comma-separated epoch budgets, e.g. 50,100,200,400")
     args = ap.parse_args()
     if args.dataset != "digits" and not args.mnist_dir:
@@ -226,23 +259,42 @@ def main() -> None:
             "mnist": {"dataset": "mnist", "data_dir": args.mnist_dir, "split": "0.6,0.2,0.2"}}
     names = list(data) if args.dataset == "all" else [args.dataset]
     tasks = [{"name": n, "method": m, "seed": s, "budget": max(budgets), "space": args.space, "data": data[n],
-              "train_fraction": args.train_fraction if n == "mnist" else 1.0}
+              "train_fraction": args.train_fraction if n == "mnist" else 1.0, "log": args.log}
              for n in names for s in seeds for m in methods]
     print(f"space {args.space}; budgets {budgets}; seeds {list(seeds)}; {len(tasks)} searches, {args.procs} at a time")
     start = time.time()
+    results: list[dict] = []
+
+    def finished(r: dict) -> list[dict]:
+        """Record a search; with --stop-at-match, random's result releases the other searches of its seed."""
+        results.append(r)
+        done(r, len(results), len(tasks))
+        if args.json_out:  # as each search ends: a long run that is cut short keeps what it measured
+            Path(args.json_out).write_text(json.dumps({"budgets": budgets, "partial": True, "runs": results}))
+        if not args.stop_at_match or r["method"] != "random":
+            return []
+        target = best_within(r["log"], max(budgets))
+        return [{**t, "stop_below": target} for t in tasks
+                if t["name"] == r["name"] and t["seed"] == r["seed"] and t["method"] != "random"]
+
+    # random first (its best is what the others must match), then the rest
+    first = [t for t in tasks if t["method"] == "random"] if args.stop_at_match else tasks
     if args.procs > 1:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(args.procs) as pool:
-            results = []
-            for r in pool.imap_unordered(search, tasks, chunksize=1):  # each search as it ends: a long run shows progress
-                results.append(r)
-                done(r, len(results), len(tasks))
+            pending = [pool.apply_async(search, (t,)) for t in first]
+            while pending:  # each search as it ends: a long run shows progress
+                ready = next((p for p in pending if p.ready()), None)
+                if ready is None:
+                    time.sleep(0.5)
+                    continue
+                pending.remove(ready)
+                pending += [pool.apply_async(search, (t,)) for t in finished(ready.get())]
     else:
-        results = []
-        for t in tasks:
-            results.append(search(t))
-            done(results[-1], len(results), len(tasks))
+        queue = list(first)
+        while queue:
+            queue += finished(search(queue.pop(0)))
     out = {}
     for n in names:
         out[n] = report(n, [r for r in results if r["name"] == n], budgets, methods)
