@@ -8,15 +8,23 @@ Searches over the same space, at equal budgets counted in training epochs:
   tpe         TPE without pruning
   cold        the default without the textbook defaults first (what --no-defaults-first gives)
   and, with --methods, variants of the sampler's and pruner's settings (VARIANTS below), each with the
-  defaults first, so that a setting is kept only when this benchmark shows it is better
+  defaults first, so that a setting is kept only when this benchmark shows it is better; `halving` is
+  successive halving (one bracket), `sgdm-second` enqueues SGD + momentum 0.9 at lr 0.01 after the defaults
 
 Each search runs until it has trained `max(--budgets)` epochs (pruned trials count the epochs they
 ran), three seeds each. For every budget B it prints the best dev error among the trials that
 finished within B epochs (complete trials only: a model trained its whole course), and for the
-default search the epochs it needed to match random search's best at the largest budget.
+default search the epochs it needed to match random search's best at the largest budget: strictly (a
+dev error at or below it) and within noise (less than noise.Z standard errors of the difference above it,
+the leaderboard's "≈ best" rule: on 2,000 dev examples at 8 % error one standard error is 0.006).
 Target: the default matches random@400 within <= 120 epochs (median over seeds), and its best dev error
 within 50 epochs is <= 0.12 on MNIST (median). Each best value is printed with its standard error
 (binomial, from the dev split's size: noise.py), so a difference within noise is seen as one.
+
+Every search of one seed has the study name bench-SEED: Hyperband assigns trials to its brackets by a hash
+of the study's name, so the methods meet the same brackets and a run repeats exactly. --stop-at-match
+runs random search first and ends each other search once it has matched random's best and run 50 epochs
+(its best at larger budgets is then '-'); --reuse JSON takes finished searches from an earlier --json run.
 
 Everything counted is epochs, not seconds: the result does not depend on the machine's load, and
 the searches may run side by side (--procs). Trials use objective.Objective, the very objective of
@@ -24,7 +32,8 @@ the searches may run side by side (--procs). Trials use objective.Objective, the
 
     python bench/search_efficiency.py [--dataset digits|mnist|all] [--quick] [--seeds 3] [--procs 2]
            [--space searchspaces/mlp.yaml] [--mnist-dir DIR] [--train-fraction F] [--json OUT]
-           [--methods default,random,tpe,cold,...] [--budgets 50,100,200,400]
+           [--methods default,random,tpe,cold,...] [--budgets 50,100,200,400] [--stop-at-match]
+           [--reuse JSON] [--log]
 
 --quick: budgets 50, 100, 200 and two seeds. The default data set is the embedded digits; MNIST
 (--dataset mnist or all) is the real test set (10,000 images) in --mnist-dir DIR, required then: a
@@ -63,7 +72,13 @@ VARIANTS = {
     "hb-rf4": ({}, {"reduction_factor": 4}, True),
     "hb-min3": ({}, {"min_resource": 3}, True),
     "median": ({}, "median", True),
+    "halving": ({}, "halving", True),  # one bracket: the defaults' curve is the bar every later trial meets
+    "tpe-startup5-hb-min3": ({"n_startup_trials": 5}, {"min_resource": 3}, True),
 }
+# a second practitioner's trial enqueued after the defaults (the defaults' other values): SGD with momentum
+# 0.9 at lr 0.01, the classic dense-net recipe (the optimizer most papers train with)
+SECOND = {"sgdm-second": {"optimizer": "momentum", "lr": 0.01, "one_minus_beta": 0.1}}
+VARIANTS.update({name: ({}, {}, True) for name in SECOND})
 
 
 def make(method: str, seed: int, space, tune):
@@ -80,8 +95,8 @@ def make(method: str, seed: int, space, tune):
         sampler = optuna.samplers.TPESampler(**opts)
     if pruner_opts is None:
         pruner = tune.make_pruner("none", space.epochs)
-    elif pruner_opts == "median":
-        pruner = tune.make_pruner("median", space.epochs)
+    elif isinstance(pruner_opts, str):  # another of tunectl's pruners (median, halving)
+        pruner = tune.make_pruner(pruner_opts, space.epochs)
     elif not pruner_opts:
         pruner = tune.make_pruner("hyperband", space.epochs)
     else:
@@ -116,6 +131,11 @@ def search(task: dict) -> dict:
         # gives every method the same brackets (a paired comparison) and the same result on every run
         study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner, study_name=f"bench-{seed}")
         tune.enqueue_starts(study, settings, [], True, print)  # what `tunectl tune` does for a new study
+        if method in SECOND:
+            from tunectl import warmstart
+
+            base = {k: v for k, v in warmstart.defaults(space).params.items() if not k.startswith("one_minus_beta")}
+            study.enqueue_trial({**base, **SECOND[method]}, user_attrs={"enqueued": method})
         log: list[dict] = []
 
         def spend(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -176,6 +196,17 @@ def epochs_to_reach(log: list[dict], target: float | None) -> int | None:
     return None
 
 
+def epochs_to_noise(log: list[dict], target: float | None, target_se: float | None) -> int | None:
+    """The epochs until a complete trial is within noise of `target` (noise.within_noise: less than Z standard
+    errors of the difference above it, the leaderboard's "≈ best" rule)."""
+    from tunectl.noise import within_noise
+
+    for r in log:
+        if r["state"] == "COMPLETE" and r["value"] is not None and within_noise(r["value"], target, r["se"], target_se):
+            return r["used"]
+    return None
+
+
 def fmt(v) -> str:
     return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
@@ -212,6 +243,16 @@ def report(name: str, results: list[dict], budgets: tuple[int, ...], methods: tu
         needs[m] = {"per_seed": per_seed, "median": med}
         print(f"epochs {m} needed to match random@{top}: {'/'.join(fmt(n) if n else f'>{top}' for n in per_seed)} "
               f"(median {med if med <= top else f'>{top}'})")
+    from tunectl import noise
+
+    for m in [m for m in methods if m != "random"]:
+        # the same race judged with the standard errors: a best within noise of random's is a match
+        per_seed = [epochs_to_noise(logs[(m, s)], best_within(logs[("random", s)], top), best_se(logs[("random", s)], top))
+                    for s in seeds]
+        med = statistics.median(n if n is not None else top + 1 for n in per_seed)
+        needs[m].update({"within_noise_per_seed": per_seed, "within_noise_median": med})
+        print(f"epochs {m} needed to come within noise of random@{top} (< {noise.Z:g} SE of the difference above it): "
+              f"{'/'.join(fmt(n) if n else f'>{top}' for n in per_seed)} (median {med if med <= top else f'>{top}'})")
     d = needs["default"]["median"]
     verdict = "met" if d <= MATCH_TARGET else "MISSED"
     print(f"target: default matches random@{top} within <= {MATCH_TARGET} epochs (median): {verdict}"
@@ -244,6 +285,9 @@ def main() -> None:
     ap.add_argument("--stop-at-match", action="store_true",
                     help="run random search first; every other search stops once it has matched random's best at "
                          "the largest budget and run 50 epochs (its best at larger budgets is then shown as '-')")
+    ap.add_argument("--reuse", default=None, metavar="JSON",
+                    help="take the searches that an earlier --json run finished in full (same data set, method and "
+                         "seed) from that file instead of running them again, e.g. random search's")
     ap.add_argument("--log", action="store_true", help="print every trial: its state, dev error, epochs and params")
     ap.add_argument("--budgets", default=None, help="comma-separated epoch budgets, e.g. 50,100,200,400")
     args = ap.parse_args()
@@ -279,6 +323,14 @@ def main() -> None:
 
     # random first (its best is what the others must match), then the rest
     first = [t for t in tasks if t["method"] == "random"] if args.stop_at_match else tasks
+    if args.reuse:  # a search is a function of its data, method, seed and budget: the same one need not run twice
+        old = {(r["name"], r["method"], r["seed"]): r for r in json.loads(Path(args.reuse).read_text())["runs"]
+               if not r.get("stopped_at") and r["log"] and r["log"][-1]["used"] >= max(budgets)}
+        kept = [t for t in first if (t["name"], t["method"], t["seed"]) in old]
+        first = [t for t in first if t not in kept]
+        print(f"reused from {args.reuse}: {', '.join(t['method'] + ' seed ' + str(t['seed']) for t in kept) or 'none'}")
+        for t in kept:
+            first += finished({**old[(t["name"], t["method"], t["seed"])], "reused": True})
     if args.procs > 1:
         import multiprocessing as mp
 
