@@ -275,6 +275,7 @@ def main() -> None:
     ap.add_argument("--dataset", choices=("digits", "mnist", "all"), default="digits")
     ap.add_argument("--quick", action="store_true", help="budgets 50/100/200, two seeds")
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST, FIRST+1, ... (more seeds for a close race)")
     ap.add_argument("--procs", type=int, default=2, help="searches run side by side (epochs, not time, are counted)")
     ap.add_argument("--space", default=str(REPO / "searchspaces" / "mlp.yaml"))
     ap.add_argument("--mnist-dir", default=None, help="the MNIST test set's folder (required for mnist, all)")
@@ -298,7 +299,7 @@ def main() -> None:
     if unknown:
         ap.error(f"--methods: unknown {unknown[0]!r}; use some of {', '.join(VARIANTS)}")
     budgets = tuple(int(b) for b in args.budgets.split(",")) if args.budgets else BUDGETS[:3] if args.quick else BUDGETS
-    seeds = range(args.seeds or (2 if args.quick else 3))
+    seeds = range(args.first_seed, args.first_seed + (args.seeds or (2 if args.quick else 3)))
     data = {"digits": {"dataset": "digits"},
             "mnist": {"dataset": "mnist", "data_dir": args.mnist_dir, "split": "0.6,0.2,0.2"}}
     names = list(data) if args.dataset == "all" else [args.dataset]
