@@ -257,6 +257,8 @@ def test_tpe_is_multivariate_grouped_and_lies_only_in_parallel(monkeypatch):
     make_sampler("tpe", 0, space, parallel=True)
     assert [(c["multivariate"], c["group"], c["constant_liar"]) for c in calls] == [(True, True, False),
                                                                                     (True, True, True)]
+    # tune.make_sampler: TPE's start-up stays 10 trials (bench/search_efficiency.py: 5 was no better)
+    assert [c["n_startup_trials"] for c in calls] == [10, 10]
     with pytest.raises(TunectlError, match="--sampler 'bayes': use one of tpe, random, grid, cmaes, qmc"):
         make_sampler("bayes", 0, space, parallel=False)
 

@@ -193,3 +193,51 @@ def test_next_space_says_it_can_warm_start_from_its_study(ws, tiny_study):
     header = "".join(line for line in text.splitlines(True) if line.startswith("#"))
     assert f"--warm-from {tiny_study.name}" in header and "next.yaml" in header
     assert text.startswith(header)  # the comments are the file's header
+
+
+# ----------------------------------------------------------------------------- the search-efficiency benchmark
+
+
+def _search_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "search_efficiency.py"
+    spec = importlib.util.spec_from_file_location("search_efficiency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_search_bench_counts_epochs_and_repeats(tmp_path, monkeypatch):
+    """bench/search_efficiency.py spends its budget in epochs the trials really trained (a budget that never
+    runs out once broke it), starts the default with the textbook defaults, repeats itself exactly (a fixed
+    study name seeds Hyperband's brackets), and --stop-at-match ends a search once it matched and ran EARLY."""
+    bench = _search_bench()
+    space = tmp_path / "s.yaml"
+    space.write_text("model: mlp\ndataset: digits\nepochs: 2\nparams:\n"
+                     "  lr: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}\n"
+                     "  width: {type: int, low: 8, high: 32, log: true}\n")
+    task = {"name": "digits", "seed": 0, "budget": 7, "space": str(space), "data": {"dataset": "digits"},
+            "train_fraction": 1.0}
+    import torch
+
+    threads = torch.get_num_threads()  # search() sets one thread for itself: give the suite its own back
+    try:
+        rand = bench.search({**task, "method": "random"})
+        assert [r["used"] for r in rand["log"]] == [2, 4, 6, 8]  # 2 epochs a trial, none pruned, stops at >= 7
+        assert all(r["state"] == "COMPLETE" and 0 < r["se"] < 0.05 for r in rand["log"])
+        first = bench.search({**task, "method": "default"})
+        assert first["log"][0]["params"] == warmstart.defaults(load_space(str(space))).params
+        again = bench.search({**task, "method": "default"})
+        assert [(r["state"], r["value"], r["used"]) for r in again["log"]] == \
+               [(r["state"], r["value"], r["used"]) for r in first["log"]]
+        monkeypatch.setattr(bench, "EARLY", 3)
+        stopped = bench.search({**task, "method": "default", "stop_below": 1.0})  # any complete trial matches
+        assert [r["used"] for r in stopped["log"]] == [2, 4] and stopped["stopped_at"] == 4
+    finally:
+        torch.set_num_threads(threads)
+    assert bench.epochs_to_reach(rand["log"], min(r["value"] for r in rand["log"])) in (2, 4, 6, 8)
+    # the best beyond a search's early end is unknown, not the best before it
+    log = [*stopped["log"], {"used": 5, "state": "UNKNOWN", "value": None}]
+    assert bench.best_within(log, 4) == min(r["value"] for r in stopped["log"]) and bench.best_within(log, 8) is None

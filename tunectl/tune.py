@@ -81,7 +81,10 @@ def make_sampler(name: str, seed: int, space: Space, parallel: bool) -> optuna.s
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
             # multivariate + group model conditional parameters (beta only under momentum) jointly;
-            # constant_liar keeps parallel workers from sampling the same point
+            # constant_liar keeps parallel workers from sampling the same point. n_startup_trials stays
+            # Optuna's 10 (the textbook defaults, enqueued first, are one of them): 5 was no better in
+            # bench/search_efficiency.py (epochs to match random@400, median of 3 seeds: digits 217 against
+            # the default's 162; MNIST in the README's Benchmarks), so nothing here is changed without evidence
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
@@ -116,6 +119,12 @@ def grid(space: Space) -> dict[str, list[Any]]:
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "hyperband":
+        # from 1 epoch (a hopeless trial costs one epoch) to the space's epochs, reduction factor 3 (Optuna's
+        # default; rungs at 1, 3, 9, 27 epochs). min_resource 3 was not better in bench/search_efficiency.py
+        # (digits: 189 epochs to match random@400 against 162). Hyperband's brackets each keep their own
+        # trials, so the textbook defaults (trial 0) set the bar in one bracket only; successive halving
+        # (below, one bracket) lets them prune every later trial and matched random@400 sooner in that
+        # benchmark (see the README's Benchmarks): a candidate for the default, not yet made one here
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
