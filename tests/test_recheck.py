@@ -152,14 +152,15 @@ def test_two_rechecks_at_once_share_the_work_and_agree(tiny_study, root):
 
 
 def test_kill_9_keeps_the_finished_seeds_and_a_rerun_completes(tiny_study, root):
-    p = _recheck_process(tiny_study.name, root, "--top", "3", "--seeds", "6")
+    # 2 x 4 seeds of 2-epoch trainings: killed after the first is recorded, long before the eighth
+    p = _recheck_process(tiny_study.name, root, "--top", "2", "--seeds", "4")
     deadline = time.time() + 120
     while time.time() < deadline and not rechecked(tiny_study.name, root):
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
     kept = rechecked(tiny_study.name, root)
-    assert 1 <= len(kept) < 18
-    ok_json(invoke("recheck", tiny_study.name, "--root", root, "--top", "3", "--seeds", "6", "--json"))
+    assert 1 <= len(kept) < 8
+    ok_json(invoke("recheck", tiny_study.name, "--root", root, "--top", "2", "--seeds", "4", "--json"))
     now = rechecked(tiny_study.name, root)
-    assert len(now) == 18 and all(now[k] == v for k, v in kept.items())
+    assert len(now) == 8 and all(now[k] == v for k, v in kept.items())

@@ -231,7 +231,16 @@ def test_two_trains_into_one_new_out_keep_both_runs(ws):
 @pytest.mark.slow
 def test_kill_9_during_train_leaves_no_half_run(ws):
     p = cli("train", "--epochs", "100000", "--out", "killed")  # hours of epochs: still training when killed
-    time.sleep(6)  # torch imported, data loaded, training
+    # the first epoch's row on stderr: torch imported, data loaded, training (on an idle machine in
+    # ~3 s, and never too early on a loaded one, as a fixed sleep could be)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = p.stderr.readline()
+        assert line, f"train exited ({p.wait()}) before its first epoch"
+        if line.split()[:1] == ["1"]:
+            break
+    else:
+        pytest.fail("no epoch finished within 180 s")
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
     assert not (ws / "killed").exists()
