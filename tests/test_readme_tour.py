@@ -310,6 +310,16 @@ def test_the_runner_fails_on_an_exit_code_or_an_output_the_readme_does_not_show(
     assert "TUNECTL_" not in seen and f"HOME={tmp_path / 'home'}" in seen  # a clean environment
 
 
+def test_the_writer_puts_each_commands_real_output_in_place_keeping_the_readmes_cuts():
+    text = "a\n<!-- tour -->\n```console\n$ echo 1 \\\n  2\nold\n...\nend\n$ x\nold2\n```\nz\n"
+    block, = parse(text)[0]
+    assert [c.line for c in block.commands] == [4, 9]
+    new = _with_outputs(text, {4: ["1", "2", "3", "4", "5"], 9: ["new"]})
+    assert new == "a\n<!-- tour -->\n```console\n$ echo 1 \\\n  2\n1\n...\n5\n$ x\nnew\n```\nz\n"
+    assert _cut_as(["a", "..."], ["1", "2", "3"]) == ["1", "...", ] and _cut_as(["a"], ["1", "2"]) == ["1", "2"]
+    assert parse(new)[0][0].commands[1].output == ["new"]  # what it wrote reads back as that command's output
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUN, ids=[f"README.md:{b.line}" for b in RUN])
 def test_the_readme_tour_runs_as_written(block: Block, tour):
@@ -319,19 +329,63 @@ def test_the_readme_tour_runs_as_written(block: Block, tour):
 
 
 def main() -> int:
-    """`python tests/test_readme_tour.py [FOLDER]`: run the tour as the test does and print what each
-    command printed, to paste into the README (FOLDER: where to run it; default a new temporary one)."""
+    """`python tests/test_readme_tour.py [--write] [FOLDER]`: run the tour as the test does and print what
+    each command printed, to paste into the README (FOLDER: where to run it; default a new temporary one).
+    --write puts each command's real output into README.md itself, in place of what it shows: a block's
+    `...` cut is kept (as many lines before and after it as the README shows), `check` blocks are left
+    as written (the test compares them)."""
     import tempfile
 
-    base = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="readme-tour-"))
+    args = sys.argv[1:]
+    write = "--write" in args
+    args = [a for a in args if a != "--write"]
+    base = Path(args[0]) if args else Path(tempfile.mkdtemp(prefix="readme-tour-"))
     folder, env = _clean_clone(base)
     print(f"# in {folder}", flush=True)
+    outputs: dict[int, list[str]] = {}  # a command's README line -> what it printed
     for block in RUN:
         for cmd in block.commands:
             done = _run(cmd, folder, env)
             print(f"# README.md:{cmd.line} exit {done.returncode} (README: {block.exit})\n$ {cmd.text}", flush=True)
             print(done.stdout.rstrip(), flush=True)
+            if not block.check:
+                outputs[cmd.line] = [line.rstrip() for line in done.stdout.rstrip().splitlines()]
+    if write:
+        README.write_text(_with_outputs(README.read_text(), outputs))
+        print(f"# wrote {len(outputs)} commands' output into {README}", flush=True)
     return 0
+
+
+def _cut_as(shown: list[str], actual: list[str]) -> list[str]:
+    """`actual`, cut where the README cut what it shows: its first and last lines around a `...`."""
+    if "..." not in shown:
+        return actual
+    head = shown.index("...")
+    tail = len(shown) - 1 - max(i for i, line in enumerate(shown) if line == "...")
+    if len(actual) <= head + tail + 1:
+        return actual
+    return actual[:head] + ["..."] + (actual[len(actual) - tail:] if tail else [])
+
+
+def _with_outputs(text: str, outputs: dict[int, list[str]]) -> str:
+    """README text with the output lines after each command at line N replaced by outputs[N]."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if i + 1 not in outputs:
+            out.append(lines[i])
+            i += 1
+            continue
+        start = i
+        while lines[i].rstrip().endswith("\\"):  # the command's continuation lines
+            i += 1
+        out.extend(lines[start:i + 1])
+        i += 1
+        shown = []
+        while i < len(lines) and not lines[i].startswith("$ ") and lines[i].strip() != "```":
+            shown.append(lines[i])
+            i += 1
+        out.extend(_cut_as(shown, outputs[start + 1]))
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
