@@ -424,3 +424,23 @@ def test_transfer_from_a_user_models_checkpoint(ws):
     assert all(torch.equal(source[k], moved[k]) for k in source if k.startswith("body."))
     again = ok_json(invoke("train", "--params", ws / "tr" / "config.yaml", "--device", "cpu", "--json", "--out", "tr2"))
     assert again["dev_error"] == doc["dev_error"]
+
+
+def test_less_regularization_is_not_advised_for_a_builder_parameter_already_at_the_bottom():
+    """A high-bias builder trial with dropout 0 (its space's low): no 'less regularization: dropout 0' action;
+    with dropout 0.3 the action is there, with a lower range; unmarked parameters still get the hint."""
+    from tunectl import advice
+
+    space = {"params": {"channels": {"type": "int", "low": 8, "high": 32, "log": True, "role": "capacity"},
+                        "dropout": {"type": "float", "low": 0.0, "high": 0.5, "role": "regularization"}}}
+
+    def less(dropout, sp=space):
+        c = {"model": "examples/convnet.py:build", "model_params": {"channels": 16, "dropout": dropout},
+             "epochs": 8, "weight_decay": 0.0, "augment": "none"}
+        return [a for a in advice._bias_actions(c, sp, True, set()) if a["kind"] == "less_regularization"]
+
+    assert [a for a in less(0.0) if a.get("param") == "dropout"] == []
+    (act,) = [a for a in less(0.3) if a.get("param") == "dropout"]
+    assert act["change"]["spec"]["high"] == 0.3 and act["change"]["spec"]["low"] == 0.0
+    bare = {"params": {"channels": space["params"]["channels"]}}  # nothing marked role: regularization
+    assert any("mark its parameters `role: regularization`" in a["text"] for a in less(0.0, bare))

@@ -78,13 +78,15 @@ def _wider(spec: dict[str, Any], now: Any, up: bool, cap: float = 0.9) -> dict[s
 def _builder_actions(c: dict[str, Any], space: dict[str, Any] | None, role: str, kind: str, up: bool,
                      what: str) -> list[dict]:
     """Capacity and regularization in your builder's own parameters, where the space marks them."""
-    acts = []
-    for name, now, spec in _roles(c, space, role):
+    acts, marked = [], _roles(c, space, role)
+    for name, now, spec in marked:
         new = _wider(spec, now, up, cap=0.8 if role == "regularization" else 1e9)
+        if new is None and not up and spec["type"] != "categorical" and isinstance(now, (int, float)):
+            continue  # already at the bottom of its range (dropout 0): there is nothing to loosen
         to = f" → try {_spec_text(new)}" if new else ""
         acts.append(_act(kind, f"{what}: {name} {_v(now)}{to}{_where(space, name)}", name, now,
                          {"param": name, "spec": {**new, "role": role}} if new else None))
-    if not acts:
+    if not marked:
         acts.append(_act(kind, f"{what}: in your builder {c['model'].rpartition('/')[2]} (mark its parameters "
                          f"`role: {role}` in the space and tunectl searches them)"))
     return acts
