@@ -54,6 +54,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from proctree import tree  # noqa: E402 - bench/ is the script's folder: on sys.path
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
@@ -82,23 +83,6 @@ def rss(pid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
-
-
-def tree(root: int) -> list[int]:
-    """root and every descendant, from /proc/*/stat's parent ids."""
-    parents: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out, frontier = [root], [root]
-    while frontier:
-        frontier = [p for p, pp in parents.items() if pp in frontier]
-        out += frontier
-    return out
 
 
 class Sampler:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from proctree import tree  # noqa: E402 - bench/ is the script's folder: on sys.path
 
 SPACE = """\
 model: mlp
@@ -75,23 +76,6 @@ def started_at(pid: int) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME) + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def tree(root: int) -> list[int]:
-    """root and every descendant (the fork server's workers are its grandchildren)."""
-    parents: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out, frontier = [root], [root]
-    while frontier:
-        frontier = [p for p, pp in parents.items() if pp in frontier]
-        out += frontier
-    return out
 
 
 def run(space: Path, jobs: int, trials: int, epochs: int, root: Path, threads: int | None = None,
