@@ -70,10 +70,9 @@ VARIANTS = {
     "tpe-independent": ({"multivariate": False, "group": False}, {}, True),
     "hb-rf2": ({}, {"reduction_factor": 2}, True),
     "hb-rf4": ({}, {"reduction_factor": 4}, True),
-    "hb-min3": ({}, {"min_resource": 3}, True),
+    "hb-min1": ({}, {"min_resource": 1}, True),  # the default until issue 14's last round (from 1 epoch)
     "median": ({}, "median", True),
     "halving": ({}, "halving", True),  # one bracket: the defaults' curve is the bar every later trial meets
-    "tpe-startup5-hb-min3": ({"n_startup_trials": 5}, {"min_resource": 3}, True),
 }
 # a second practitioner's trial enqueued after the defaults (the defaults' other values): SGD with momentum
 # 0.9 at lr 0.01, the classic dense-net recipe (the optimizer most papers train with)
@@ -100,7 +99,8 @@ def make(method: str, seed: int, space, tune):
     elif not pruner_opts:
         pruner = tune.make_pruner("hyperband", space.epochs)
     else:
-        opts = {"min_resource": 1, "max_resource": space.epochs, "reduction_factor": 3, **pruner_opts}
+        opts = {"min_resource": min(3, space.epochs), "max_resource": space.epochs, "reduction_factor": 3,
+                **pruner_opts}
         pruner = optuna.pruners.HyperbandPruner(**opts)
     return sampler, pruner, first
 

@@ -2,7 +2,7 @@
 the pruner and samplers that `tune` builds, and the device order.
 
 Each number is checked just inside and just outside its limit, so that changing a default
-(0.02 -> 0.05, Hyperband's min_resource 1 -> 3, ...) fails a named test here. All in-process
+(0.02 -> 0.05, Hyperband's min_resource 3 -> 1, ...) fails a named test here. All in-process
 and fast (a few seconds together): no training.
 """
 
@@ -157,13 +157,17 @@ def _spy(monkeypatch, module, name: str) -> list[dict]:
     return calls
 
 
-def test_hyperband_from_one_epoch_to_the_spaces_epochs_reduction_3(monkeypatch):
-    """README: "Hyperband by default, from 1 epoch to the space's `epochs`". Catches min_resource 1 -> 3."""
+def test_hyperband_from_three_epochs_to_the_spaces_epochs_reduction_3(monkeypatch):
+    """README: "Hyperband by default, from 3 epochs to the space's `epochs`". Catches min_resource 3 -> 1,
+    and a space of fewer epochs than 3 (min_resource above max_resource: Optuna refuses that)."""
     calls = _spy(monkeypatch, optuna.pruners, "HyperbandPruner")
     pruner = make_pruner("hyperband", 12)
     assert type(pruner) is REAL['HyperbandPruner']
     assert len(calls) == 1
-    assert (calls[0]["min_resource"], calls[0]["max_resource"], calls[0]["reduction_factor"]) == (1, 12, 3)
+    assert (calls[0]["min_resource"], calls[0]["max_resource"], calls[0]["reduction_factor"]) == (3, 12, 3)
+    for epochs in (1, 2):
+        make_pruner("hyperband", epochs)
+        assert (calls[-1]["min_resource"], calls[-1]["max_resource"]) == (epochs, epochs)
 
 
 def _hopeless_prune_epochs(pruner, epochs: int, n: int = 20) -> dict[int, int]:
@@ -185,13 +189,15 @@ def _hopeless_prune_epochs(pruner, epochs: int, n: int = 20) -> dict[int, int]:
     return pruned
 
 
-def test_hyperband_prunes_a_hopeless_trial_after_its_first_epoch():
-    """Behaviour, not arguments: the first epoch at which a hopeless trial is pruned is 1, and the
-    rungs are 1, 3, 9 (reduction factor 3); no good trial is pruned."""
+def test_hyperband_prunes_a_hopeless_trial_after_its_third_epoch():
+    """Behaviour, not arguments: a hopeless trial runs 3 epochs, never fewer (a slow starter gets three),
+    and the rungs are 3 and 9 (reduction factor 3); no good trial is pruned. With 2 epochs, at the first."""
     pruned = _hopeless_prune_epochs(make_pruner("hyperband", 12), 12)
-    assert pruned and min(pruned.values()) == 1
-    assert set(pruned.values()) <= {1, 3, 9}
+    assert pruned and min(pruned.values()) == 3
+    assert set(pruned.values()) <= {3, 9}
     assert all(n >= 4 for n in pruned)
+    pruned = _hopeless_prune_epochs(make_pruner("hyperband", 2), 2)
+    assert pruned and set(pruned.values()) == {2} and all(n >= 4 for n in pruned)
 
 
 def test_halving_and_median_pruners(monkeypatch):

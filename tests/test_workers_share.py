@@ -333,6 +333,73 @@ def test_ctrl_c_stops_both_workers_cleanly_and_exits_130(ws):
         assert records[number]["state"] == "FAIL" and records[number]["reason"] == "interrupted"
 
 
+@pytest.mark.parametrize("value", ["fork", "banana", "threads"])
+def test_a_bad_worker_start_method_is_refused_before_anything_is_written(ws, value):
+    """TUNECTL_WORKER_START chooses how workers start (spawn or forkserver); anything else is refused in one
+    line, exit 2, before a study exists (not silently replaced by the default). Plain fork is refused too:
+    this process has run torch, whose thread pools a fork copies without their threads."""
+    r = conftest.invoke("tune", "--space", "fixed.yaml", "--study", "bad-start", "--root", "studies", "--trials", "2",
+                        "--jobs", "2", env={"TUNECTL_WORKER_START": value})
+    assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"TUNECTL_WORKER_START={value!r}" in lines[0] and "unset it" in lines[0], lines
+    assert not (ws / "studies").exists()
+
+
+def _fds(pid: int) -> dict[int, str]:
+    out = {}
+    for n in (1, 2):
+        try:
+            out[n] = os.readlink(f"/proc/{pid}/fd/{n}")
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.skipif(workers.start_method() != "forkserver", reason="the fork server is Linux's (spawn elsewhere)")
+def test_the_fork_server_holds_neither_pipe_of_the_command(ws):
+    """`tunectl tune --jobs 2 | jq` ends when the command does: the fork server (alive a second longer, for its
+    own interpreter's exit) must not hold the command's stdout or stderr; the workers do, while they run."""
+    db = ws / "studies" / "pipes" / "study.db"
+    proc = start_tune(ws, "--study", "pipes", "--trials", "20")
+    try:
+        wait_both_running(proc, db)
+        ours = _fds(proc.pid)
+        group = [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == proc.pid]
+        server = [p for p in group if b"multiprocessing.forkserver" in _cmdline(p) and _ppid(p) == proc.pid]
+        assert len(server) == 1, [(p, _ppid(p), _cmdline(p)[:80]) for p in group]
+        assert ours and not set(_fds(server[0]).values()) & set(ours.values()), (_fds(server[0]), ours)
+        forked = [_fds(p) for p in group if _ppid(p) == server[0]]  # the workers: forks of the server
+        assert len(forked) == 2 and all(f == ours for f in forked), (forked, ours)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 @pytest.mark.slow
 def test_a_worker_killed_with_9_leaves_the_other_worker_and_the_study_whole(ws):
     db = ws / "studies" / "crash" / "study.db"

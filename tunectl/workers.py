@@ -235,7 +235,11 @@ def start_method() -> str:
     import multiprocessing as mp
 
     asked = os.environ.get("TUNECTL_WORKER_START", "").strip()
-    if asked in mp.get_all_start_methods() and asked in ("spawn", "forkserver"):
+    if asked:
+        if asked not in ("spawn", "forkserver") or asked not in mp.get_all_start_methods():
+            usable = [m for m in ("forkserver", "spawn") if m in mp.get_all_start_methods()]
+            raise TunectlError(f"TUNECTL_WORKER_START={asked!r}: use {' or '.join(usable)}, or unset it "
+                               f"(the default: a fork server on Linux, spawn elsewhere)")
         return asked
     return "forkserver" if sys.platform == "linux" and "forkserver" in mp.get_all_start_methods() else "spawn"
 
@@ -249,7 +253,21 @@ def prestart(preload: list[str]) -> None:
     from multiprocessing import forkserver
 
     mp.get_context("forkserver").set_forkserver_preload(list(preload))
-    forkserver.ensure_running()  # a server already running (an earlier study in this process) is kept
+    # The server would inherit this command's stdout and stderr and hold them open until it exits, a second
+    # after this process (its own interpreter's exit): `tunectl tune --jobs 2 | jq` would wait for that.
+    # It writes nothing of its own; each worker gets this command's stdio when it starts (_Stdio).
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved, null = [os.dup(1), os.dup(2)], os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        forkserver.ensure_running()  # a server already running (an earlier study in this process) is kept
+    finally:
+        for fd, n in zip(saved, (1, 2)):
+            os.dup2(fd, n)
+            os.close(fd)
+        os.close(null)
 
 
 def run_processes(target: Callable, payload: dict[str, Any], jobs: int, progress: Callable[[], Any],
