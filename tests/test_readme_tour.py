@@ -90,8 +90,7 @@ def _block(mark: re.Match, line: int, body: list[str]) -> Block:
     if mark.group("reason") is not None:
         if not mark.group("reason"):
             raise TourError(f"README.md:{line - 1}: tour-skip needs a reason (<!-- tour-skip: why -->)")
-        block.skip = mark.group("reason")
-        return block
+        block.skip = mark.group("reason")  # its commands are read too: `main --blocks` can run it by hand
     for flag in (mark.group("flags") or "").split():
         if flag == "check":
             block.check = True
@@ -109,10 +108,10 @@ def _block(mark: re.Match, line: int, body: list[str]) -> Block:
             block.commands.append(cmd)
         elif block.commands:
             block.commands[-1].output.append(body[k].rstrip())
-        elif body[k].strip():
+        elif body[k].strip() and block.skip is None:
             raise TourError(f"README.md:{line + 1 + k}: output before the block's first `$ ` command")
         k += 1
-    if not block.commands:
+    if not block.commands and block.skip is None:
         raise TourError(f"README.md:{line}: a tour block without a `$ ` command")
     return block
 
@@ -177,7 +176,7 @@ def test_the_extractor_reads_commands_outputs_exit_codes_and_skips():
         (4, "tunectl train --dataset digits  --epochs 2"), (8, "echo done")]
     assert first[0].output == ["epoch 1", "..."] and first[1].output == ["done"]
     assert blocks[1].commands[0].output == ["error: unknown hyperparameter 'lrr' (did you mean 'lr'?)"]
-    assert blocks[2].commands == []
+    assert [(c.line, c.text) for c in blocks[2].commands] == [(18, "tunectl tune --trials 200")]  # read, not run
     assert unmarked == [20]  # the plain block with a command; the `make tune` one has none
 
 
@@ -329,8 +328,10 @@ def test_the_readme_tour_runs_as_written(block: Block, tour):
 
 
 def main() -> int:
-    """`python tests/test_readme_tour.py [--write] [FOLDER]`: run the tour as the test does and print what
-    each command printed, to paste into the README (FOLDER: where to run it; default a new temporary one).
+    """`python tests/test_readme_tour.py [--write] [--blocks LINE,...] [FOLDER]`: run the tour as the test does
+    and print what each command printed, to paste into the README (FOLDER: where to run it; default a new
+    temporary one). --blocks: only the blocks whose marker (or fence) is on those README lines, skipped
+    ones too, in the order given (a block the tour test leaves out still shows real output).
     --write puts each command's real output into README.md itself, in place of what it shows: a block's
     `...` cut is kept (as many lines before and after it as the README shows), `check` blocks are left
     as written (the test compares them)."""
@@ -339,11 +340,19 @@ def main() -> int:
     args = sys.argv[1:]
     write = "--write" in args
     args = [a for a in args if a != "--write"]
+    run = RUN
+    if "--blocks" in args:  # these blocks only (skipped ones too), in README order, in a fresh folder
+        i = args.index("--blocks")
+        order = [int(n) for n in args[i + 1].split(",")]
+        wanted = set(order)
+        del args[i:i + 2]
+        run = sorted((b for b in BLOCKS if b.line in wanted or b.line - 1 in wanted),  # the fence's or marker's line
+                     key=lambda b: min(order.index(n) for n in (b.line, b.line - 1) if n in order))  # in the order given
     base = Path(args[0]) if args else Path(tempfile.mkdtemp(prefix="readme-tour-"))
     folder, env = _clean_clone(base)
     print(f"# in {folder}", flush=True)
     outputs: dict[int, list[str]] = {}  # a command's README line -> what it printed
-    for block in RUN:
+    for block in run:
         for cmd in block.commands:
             done = _run(cmd, folder, env)
             print(f"# README.md:{cmd.line} exit {done.returncode} (README: {block.exit})\n$ {cmd.text}", flush=True)

@@ -303,3 +303,25 @@ def test_leaderboard_wraps_between_parameters_never_inside_one(width):
     expected = [f"{k}={v}" for k, v in params.items()]
     assert items == [e + "," for e in expected[:-1]] + expected[-1:], text  # each whole, in order
     assert len(cells) > 1 and max(len(line) for line in text.splitlines()) <= width  # wrapped, not cropped
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_rechecked_leaderboard_with_near_best_trials_and_verdicts_fits_the_terminal(width):
+    """Every optional column at once (≈ best, the new seeds' mean, the diagnosis): at 100 columns the table
+    was cut at the terminal's edge, each error ± its standard error keeping a one-line-wide column. Each
+    row's right border is there, and no value is cut."""
+    params = {"lr": 0.1177, "width": 14, "depth": 2, "dropout": 0.0091, "batch_size": 32, "optimizer": "momentum",
+              "beta": 0.8139}
+    rows = [{"number": n, "dev_error": e, "dev_error_se": 0.0231, "within_noise": n != 8, "train_error": 0.0333,
+             "epochs": 6, "params": params, "recheck": {"mean": 0.0444, "std": 0.0111}} for n, e in ((8, 0.0), (5, 0.0333))]
+    text = render(leaderboard, summary(leaderboard=rows, best={**rows[0], "best_epoch": 5}), None,
+                  {8: "ok", 5: "bias"}, width=width)
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= width and line.rstrip()[-1] in "┓┃┩│┘" for line in table), text
+    body = [cells(line) for line in table if line.startswith("│")]
+    whole = ",".join(f"{k}={v}" for k, v in params.items())
+    assert "".join(row[-1] for row in body).replace(" ", "") == whole * 2  # every value there, in order
+    if width == 100:  # room enough: each value whole, the errors on two lines
+        items = " ".join(row[-1] for row in body).split()
+        assert "optimizer=momentum," in items and "beta=0.8139" in items, text
+        assert [row[2] for row in body[:2]] == ["0.0000 ±", "0.0231"], text

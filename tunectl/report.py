@@ -290,9 +290,19 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
     longest = max(len(item) for row in rows for item in row[-1].split(" "))
     if sum(widths) + longest + 3 * len(heads) + 1 > console.width:
         heads = [h.replace(" ", "\n") for h in heads]
-    for h in heads[:-1]:
-        t.add_column(h, overflow="fold")
-    t.add_column(heads[-1], overflow="fold", min_width=longest)  # the other columns give way first
+    narrow = "\n" in "".join(heads)
+    for c, h in enumerate(heads[:-1]):
+        # narrow: an error ± its standard error takes two lines ("0.0149 ±" over "0.0064"), and its column
+        # only that width (rich keeps such a column as wide as its one-line cells, and then cuts the table)
+        two_lines = narrow and any(" ± " in row[c] for row in rows)
+        t.add_column(h, overflow="fold", max_width=max(len(row[c].split(" ± ")[0]) + 2 for row in rows)
+                     if two_lines else None)
+    # the others give way first; where even their narrowest (each one's longest word) leaves the parameters
+    # too little room, a value folds rather than the table being cut at the terminal's edge
+    narrowest = sum(max(len(w) for text in (h, *(row[c] for row in rows)) for w in text.split() or [""])
+                    for c, h in enumerate(heads[:-1]))
+    fits = narrowest + longest + 3 * len(heads) + 1 <= console.width
+    t.add_column(heads[-1], overflow="fold", min_width=longest if fits else None)
     for row in rows:
         t.add_row(*row)
     console.print(t)
