@@ -75,6 +75,30 @@ def test_your_own_model(tmp_path):
     assert r["model"].endswith("net.py:build") and r["range"][0] < r["range"][1]
 
 
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_a_recurrent_net_on_text_and_on_image_rows():
+    """`--sequence` (a CSV's text column, read as characters: token ids) and `--as-sequence` reach the data,
+    and the recurrent net reads tokens through its embedding (the vocabulary reaches the model)."""
+    for args in (["-d", f"csv:{EXAMPLES / 'dna.csv'}", "--target", "label", "--sequence", "seq"],
+                 ["-d", "digits", "--as-sequence"]):
+        r = ok_json(invoke("lr-find", *args, "-m", "rnn", "--set", "cell=gru", "--set", "hidden=16", "--steps", "30",
+                           "--json"))
+        assert r["model"] == "rnn" and r["range"][0] < r["range"][1], r
+
+
+def test_a_table_with_its_options():
+    """The table options reach the data: a column dropped, one read as categories, incomplete rows dropped;
+    a column that is not there is refused in one line (exit 2)."""
+    table = f"csv:{EXAMPLES / 'penguins.csv'}"
+    r = ok_json(invoke("lr-find", "-d", table, "--target", "species", "--drop", "island", "--categorical", "year",
+                       "--dropna", "--steps", "30", "--json"))
+    assert r["range"][0] < r["range"][1]
+    bad = invoke("lr-find", "-d", table, "--target", "species", "--drop", "nosuch")
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nosuch" in bad.stderr, bad.stderr
+
+
 @pytest.mark.parametrize("args, part", [
     (["--steps", "5"], "--steps 5"),
     (["--start", "0"], "--start 0"),

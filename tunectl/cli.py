@@ -332,6 +332,12 @@ def lr_find(
     task: TaskOpt = None,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
+    drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
+    numeric: NumericOpt = None,
+    dropna: DropnaOpt = False,
+    sequence: SequenceOpt = None,
+    as_sequence: AsSequenceOpt = False,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
@@ -345,7 +351,10 @@ def lr_find(
 
         values, data = run_values(params, set_, model=model)
         data = DataSettings.from_dict(data.to_dict(), **data_flags(dataset, data_dir, target, task, split, image_size,
-                                                                   split_seed, classes))
+                                                                   split_seed, classes, sequence=sequence,
+                                                                   as_sequence=as_sequence, drop=drop,
+                                                                   categorical=categorical, numeric=numeric,
+                                                                   dropna=dropna))
         stdout, _ = consoles(json_out, quiet)
         r = find(values, data, steps, start, end, device, plot, next_space, space,
                  data_from_space=dataset is None and params is None)

@@ -47,7 +47,7 @@ def range_test(cfg: TrainConfig, splits: Splits, start: float = 1e-7, end: float
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg, splits.input_shape, splits.out_dim).to(dev)
+    model = build_model(cfg, splits.input_shape, splits.out_dim, splits.vocab).to(dev)
     opt = make_optimizer(cfg.replace(lr=start), model)
     gamma = (end / start) ** (1 / steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: gamma ** i)  # torch's own per-step schedule
