@@ -115,6 +115,18 @@ def diabetes():
 
 # ----------------------------------------------------------------------------- one tiny real study
 
+# trials of a few seconds (10 epochs at batch 8), long enough to be caught RUNNING by a poll every 0.1 s
+# (test_tune.py, test_workers_share.py)
+SLOW_SPACE = """\
+dataset: digits
+epochs: 10
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+fixed:
+  width: 32
+  depth: 1
+  batch_size: 8
+"""
 TINY_SPACE = """\
 model: mlp
 dataset: digits

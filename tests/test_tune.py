@@ -71,17 +71,7 @@ params:
 fixed:
   depth: 1
 """
-# trials of a few seconds, long enough to be caught RUNNING by a poll every 0.1 s
-SLOW = """\
-dataset: digits
-epochs: 10
-params:
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-fixed:
-  width: 32
-  depth: 1
-  batch_size: 8
-"""
+SLOW = conftest.SLOW_SPACE
 
 # the CLI, wide enough that rich tables print names whole
 invoke = functools.partial(conftest.invoke, env={"COLUMNS": "200"})

@@ -66,16 +66,7 @@ fixed:
   depth: 1
   batch_size: 32
 """
-SLOW = """\
-dataset: digits
-epochs: 10
-params:
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-fixed:
-  width: 32
-  depth: 1
-  batch_size: 8
-"""
+SLOW = conftest.SLOW_SPACE
 
 
 def digest(x) -> str:
