@@ -99,7 +99,7 @@ def make(method: str, seed: int, space, tune):
     elif not pruner_opts:
         pruner = tune.make_pruner("hyperband", space.epochs)
     else:
-        opts = {"min_resource": min(3, space.epochs), "max_resource": space.epochs, "reduction_factor": 3,
+        opts = {"min_resource": max(1, min(3, space.epochs // 3)), "max_resource": space.epochs, "reduction_factor": 3,
                 **pruner_opts}
         pruner = optuna.pruners.HyperbandPruner(**opts)
     return sampler, pruner, first

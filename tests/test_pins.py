@@ -159,15 +159,15 @@ def _spy(monkeypatch, module, name: str) -> list[dict]:
 
 def test_hyperband_from_three_epochs_to_the_spaces_epochs_reduction_3(monkeypatch):
     """README: "Hyperband by default, from 3 epochs to the space's `epochs`". Catches min_resource 3 -> 1,
-    and a space of fewer epochs than 3 (min_resource above max_resource: Optuna refuses that)."""
+    and a space of fewer than 9 epochs: from a third of them, so that one halving fits before the end."""
     calls = _spy(monkeypatch, optuna.pruners, "HyperbandPruner")
     pruner = make_pruner("hyperband", 12)
     assert type(pruner) is REAL['HyperbandPruner']
     assert len(calls) == 1
     assert (calls[0]["min_resource"], calls[0]["max_resource"], calls[0]["reduction_factor"]) == (3, 12, 3)
-    for epochs in (1, 2):
+    for epochs, low in ((1, 1), (2, 1), (5, 1), (6, 2), (8, 2), (9, 3), (30, 3)):  # a third of fewer than 9
         make_pruner("hyperband", epochs)
-        assert (calls[-1]["min_resource"], calls[-1]["max_resource"]) == (epochs, epochs)
+        assert (calls[-1]["min_resource"], calls[-1]["max_resource"]) == (low, epochs)
 
 
 def _hopeless_prune_epochs(pruner, epochs: int, n: int = 20) -> dict[int, int]:
@@ -191,13 +191,13 @@ def _hopeless_prune_epochs(pruner, epochs: int, n: int = 20) -> dict[int, int]:
 
 def test_hyperband_prunes_a_hopeless_trial_after_its_third_epoch():
     """Behaviour, not arguments: a hopeless trial runs 3 epochs, never fewer (a slow starter gets three),
-    and the rungs are 3 and 9 (reduction factor 3); no good trial is pruned. With 2 epochs, at the first."""
+    and the rungs are 3 and 9 (reduction factor 3); no good trial is pruned. With 6 epochs, from the second."""
     pruned = _hopeless_prune_epochs(make_pruner("hyperband", 12), 12)
     assert pruned and min(pruned.values()) == 3
     assert set(pruned.values()) <= {3, 9}
     assert all(n >= 4 for n in pruned)
-    pruned = _hopeless_prune_epochs(make_pruner("hyperband", 2), 2)
-    assert pruned and set(pruned.values()) == {2} and all(n >= 4 for n in pruned)
+    pruned = _hopeless_prune_epochs(make_pruner("hyperband", 6), 6)
+    assert pruned and min(pruned.values()) == 2 and all(n >= 4 for n in pruned)
 
 
 def test_halving_and_median_pruners(monkeypatch):
@@ -287,3 +287,4 @@ def test_device_order_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     assert pick_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("TUNECTL_DEVICE", "cpu")
     assert pick_device() == torch.device("cpu")
+

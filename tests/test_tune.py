@@ -220,6 +220,29 @@ def test_hyperband_prunes_hopeless_trials(ws):
     assert len(list((folder / "artifacts").iterdir())) == len(kept)
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # as `tunectl tune` (quiet_optuna)
+@pytest.mark.parametrize("epochs, state, reason", [(1, "COMPLETE", "complete"), (2, "PRUNED", "pruned at epoch 1")])
+def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path, epochs, state, reason):
+    """A pruner that prunes everything (Optuna's ThresholdPruner above 0) stops a 2-epoch trial after its first
+    epoch, but a trial at its last epoch has cost all it will: it is recorded complete, with its checkpoint,
+    never pruned (a Hyperband rung can fall on the last epoch: 3 epochs x 3 in a space of 9)."""
+    import optuna
+
+    from tunectl import tune
+    from tunectl.data import DataSettings, load_splits
+    from tunectl.objective import Objective
+    from tunectl.space import parse_space
+
+    space = parse_space({"model": "mlp", "dataset": "digits", "epochs": epochs,
+                         "params": {"lr": {"type": "float", "low": 0.01, "high": 0.02}}, "fixed": {"width": 8}}, "pins")
+    settings = tune.TuneSettings(space, {"dataset": "digits"}, "pins-last", root=str(tmp_path), keep=0, device="cpu")
+    splits = load_splits(DataSettings("digits"), include_test=False)
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))
+    study.optimize(Objective(settings, splits, tune.base_config(settings), "cpu"), n_trials=1)
+    t = study.trials[0]
+    assert (t.state.name, t.user_attrs["reason"]) == (state, reason)
+
+
 # ----------------------------------------------------------------------------- resume, and refusing to
 
 

@@ -182,6 +182,45 @@ def test_a_killed_worker_leaves_the_parents_shared_data_intact(kinds):
     again.join(timeout=60)
 
 
+def _resident(t: torch.Tensor) -> int:
+    """Bytes of `t`'s file mapping resident in this process (its Rss in /proc/self/smaps)."""
+    ptr, inside = t.untyped_storage().data_ptr(), False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(a, 16) for a in head.split("-"))
+                inside = lo <= ptr < hi
+            elif inside and head == "Rss:":
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no mapping holds the tensor")
+
+
+def _stream_all(queue, splits) -> None:
+    from tunectl import pixels
+
+    splits = sharing.received(splits)  # what tune.worker_main does first
+    rows = splits[0].x_train
+    pixels.STREAM_HOLD = 4096  # give the pages back after every few rows (the real bound is 64 MiB)
+    for i in range(0, len(rows), 2):
+        rows[i:i + 2]
+    queue.put({"pages": rows.pages is not None, "same": rows.pages is splits[0].x_dev.pages,
+               "resident": _resident(rows.base), "read": rows.nbytes})
+
+
+def test_a_streaming_worker_gives_the_files_pages_back_as_it_reads(tmp_path, write_image_folder):
+    """A streamed split's Pages (its mapping, which cannot travel) are rebuilt in the worker from the mapping it
+    received, one for the train and dev splits together, so the worker gives the cache file's pages back as it
+    streams (before, it held every page it had read)."""
+    write_image_folder(tmp_path / "big", {"cat": 20, "dog": 20}, size=(32, 32))  # 3 KiB an image
+    splits = load_splits(DataSettings(dataset=f"folder:{tmp_path / 'big'}", stream=True), raw=True)
+    proc, queue = start_worker(_stream_all, [splits])
+    got = queue.get(timeout=120)
+    proc.join(timeout=60)
+    assert got["pages"] and got["same"], got
+    assert got["read"] > 4 * 4096 and got["resident"] <= got["read"] // 2, got
+
+
 def test_a_mapped_tensor_a_worker_writes_to_stays_that_workers_own(kinds):
     """The cache file is mapped copy-on-write: a worker writing into its data changes neither the file nor
     its parent (tensors in shared memory are the parent's pages: nothing in tunectl writes to them)."""

@@ -87,7 +87,10 @@ class Objective:
             # the pruner (and optuna-dashboard's intermediate values) get dev error; the eval-mode train
             # error goes to the user attribute train_errors, the running averages only to curve.json
             trial.report(m["dev_error"], epoch)
-            if trial.should_prune():
+            # never at the last epoch: the trial has cost all it will, and pruned it would be neither complete
+            # (no checkpoint, left out of the leaderboard and the importances) nor cheaper (a Hyperband rung can
+            # fall on the last epoch: 3 epochs x 3 = a space of 9)
+            if epoch < cfg.epochs and trial.should_prune():
                 pruned_at.append(epoch)
                 return True
             return False

@@ -44,6 +44,11 @@ class MappedFile:
                       self.storage_offset)
 
 
+# this worker's mappings of the parent's files: a tensor's storage address -> (the mapping, where byte 0 is in it),
+# so that `received` can hand a streamed split the mapping whose pages it gives back (cache.Pages)
+_MAPPED: dict[int, tuple[mmap.mmap, int]] = {}
+
+
 def _map(fd, offset: int, nbytes: int, dtype: torch.dtype, shape, stride, storage_offset: int) -> torch.Tensor:
     """In the worker: the parent's tensor, from the same file's pages (MAP_PRIVATE, as numpy's mode 'c')."""
     fd = fd.detach()
@@ -54,7 +59,38 @@ def _map(fd, offset: int, nbytes: int, dtype: torch.dtype, shape, stride, storag
     finally:
         os.close(fd)  # the mapping keeps the file; the descriptor is no longer needed
     raw = torch.from_numpy(np.frombuffer(region, dtype=np.uint8, count=nbytes, offset=offset - start))
+    _MAPPED[raw.untyped_storage().data_ptr()] = (region, offset - start)
     return raw.view(dtype).as_strided(shape, stride, storage_offset)
+
+
+def received(obj: Any, _memo: dict[int, Any] | None = None) -> Any:
+    """In the worker, once the splits arrived: each streamed split (pixels.Rows, whose `pages` cannot travel)
+    gets the Pages of the file mapping it reads, one per mapping (the train and dev splits count their reads
+    on it together, as in the parent), so the worker gives the file's pages back as it streams, as the
+    parent does, instead of holding every page it ever read."""
+    from tunectl.cache import Pages
+
+    memo = {} if _memo is None else _memo
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            received(v, memo)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            received(v, memo)
+    elif type(obj).__module__.startswith("tunectl.") and hasattr(obj, "__dict__"):
+        base = getattr(obj, "base", None)
+        if getattr(obj, "stream", False) and getattr(obj, "pages", 1) is None and isinstance(base, torch.Tensor):
+            key = base.untyped_storage().data_ptr()
+            if key in _MAPPED and base.numel():
+                if key not in memo:
+                    region, at = _MAPPED[key]
+                    size = base.element_size()
+                    memo[key] = Pages(region, at + base.storage_offset() * size, base[0].numel() * size)
+                obj.pages = memo[key]
+        else:
+            for v in vars(obj).values():
+                received(v, memo)
+    return obj
 
 
 def _vma(address: int) -> tuple[int, int, int, str, int] | None:

@@ -119,7 +119,7 @@ def grid(space: Space) -> dict[str, list[Any]]:
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "hyperband":
-        # from 3 epochs (a hopeless trial costs three; fewer when the space trains fewer) to the space's
+        # from 3 epochs (a hopeless trial costs three) to the space's
         # epochs, reduction factor 3 (Optuna's default; rungs at 3, 9, 27 epochs). Why 3 and not 1: one epoch
         # is too little to tell a slow starter (a low lr, much dropout) from a hopeless trial. In
         # bench/search_efficiency.py on MNIST (5 seeds) the default matched random search's best at 400
@@ -128,7 +128,8 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
         # for the importances and the diagnosis), with the same best trial. Within noise the two tie.
         # Successive halving (one bracket, below) lets the defaults' trial prune every later one: faster to
         # match still (median 90), but `make tune` then finishes 3 trials of 30, too few for importances.
-        return optuna.pruners.HyperbandPruner(min_resource=min(3, max_epochs), max_resource=max_epochs,
+        # Fewer than 9 epochs: from a third of them (at least 1), so that one halving still fits before the end.
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, min(3, max_epochs // 3)), max_resource=max_epochs,
                                               reduction_factor=3)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
@@ -533,7 +534,10 @@ def worker_main(payload: dict[str, Any], worker: int, threads: int) -> None:
     workers.on_signals(workers.request_stop)  # Ctrl-C reaches the whole process group; SIGTERM comes from the parent
     settings = _settings_from(payload["settings"])
     try:
-        work(settings, worker, splits=payload["splits"], threads=threads)
+        from tunectl import sharing
+
+        splits = sharing.received(payload["splits"])  # a streamed split gives the file's pages back, as here
+        work(settings, worker, splits=splits, threads=threads)
     except KeyboardInterrupt:
         os._exit(130)
     except TunectlError as e:
