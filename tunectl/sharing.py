@@ -63,33 +63,25 @@ def _map(fd, offset: int, nbytes: int, dtype: torch.dtype, shape, stride, storag
     return raw.view(dtype).as_strided(shape, stride, storage_offset)
 
 
-def received(obj: Any, _memo: dict[int, Any] | None = None) -> Any:
+def received(obj: Any) -> Any:
     """In the worker, once the splits arrived: each streamed split (pixels.Rows, whose `pages` cannot travel)
     gets the Pages of the file mapping it reads, one per mapping (the train and dev splits count their reads
     on it together, as in the parent), so the worker gives the file's pages back as it streams, as the
     parent does, instead of holding every page it ever read."""
     from tunectl.cache import Pages
 
-    memo = {} if _memo is None else _memo
-    if isinstance(obj, (list, tuple)):
-        for v in obj:
-            received(v, memo)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            received(v, memo)
-    elif type(obj).__module__.startswith("tunectl.") and hasattr(obj, "__dict__"):
-        base = getattr(obj, "base", None)
-        if getattr(obj, "stream", False) and getattr(obj, "pages", 1) is None and isinstance(base, torch.Tensor):
-            key = base.untyped_storage().data_ptr()
-            if key in _MAPPED and base.numel():
-                if key not in memo:
-                    region, at = _MAPPED[key]
-                    size = base.element_size()
-                    memo[key] = Pages(region, at + base.storage_offset() * size, base[0].numel() * size)
-                obj.pages = memo[key]
-        else:
-            for v in vars(obj).values():
-                received(v, memo)
+    memo: dict[int, Pages] = {}
+    for o in _nodes(obj):
+        base = getattr(o, "base", None)
+        if not (getattr(o, "stream", False) and getattr(o, "pages", 1) is None and isinstance(base, torch.Tensor)):
+            continue
+        key = base.untyped_storage().data_ptr()
+        if key in _MAPPED and base.numel():
+            if key not in memo:
+                region, at = _MAPPED[key]
+                size = base.element_size()
+                memo[key] = Pages(region, at + base.storage_offset() * size, base[0].numel() * size)
+            o.pages = memo[key]
     return obj
 
 
@@ -195,21 +187,22 @@ def backing(t: torch.Tensor) -> str:
 
 def nbytes(obj: Any) -> int:
     """The bytes of the distinct CPU storages under `obj` (as `share` walks it): what workers need not load."""
-    seen: dict[int, int] = {}
-
-    def walk(o: Any) -> None:
-        if isinstance(o, torch.Tensor):
-            if o.device.type == "cpu":
-                seen[o.untyped_storage().data_ptr()] = o.untyped_storage().nbytes()
-        elif isinstance(o, (list, tuple)):
-            for v in o:
-                walk(v)
-        elif isinstance(o, dict):
-            for v in o.values():
-                walk(v)
-        elif type(o).__module__.startswith("tunectl.") and hasattr(o, "__dict__"):
-            for v in vars(o).values():
-                walk(v)
-
-    walk(obj)
+    seen = {o.untyped_storage().data_ptr(): o.untyped_storage().nbytes() for o in _nodes(obj)
+            if isinstance(o, torch.Tensor) and o.device.type == "cpu"}
     return sum(seen.values())
+
+
+def _nodes(obj: Any):
+    """`obj` and everything under it, as `share` walks it: list and tuple items, dict values, the attributes
+    of tunectl's own objects (a Splits, a pixels.Rows); a tensor is a leaf."""
+    yield obj
+    if isinstance(obj, (list, tuple)):
+        children = list(obj)
+    elif isinstance(obj, dict):
+        children = list(obj.values())
+    elif type(obj).__module__.startswith("tunectl.") and hasattr(obj, "__dict__"):
+        children = list(vars(obj).values())
+    else:
+        return
+    for child in children:
+        yield from _nodes(child)
