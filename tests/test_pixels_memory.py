@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import mapped
 from tunectl import attacks, pixels, train
 from tunectl.config import TrainConfig
 from tunectl.data import DataSettings, load_splits
@@ -45,19 +46,6 @@ def folder(root: Path, per_class: int = 60, size: int = SIDE) -> Path:
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / c / f"{i:04d}.png")
     return root
-
-
-def mapped(name: str = "images.npy") -> int:
-    """Resident bytes of this process's mappings of files called `name`."""
-    total, inside = 0, False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split()
-            if head and "-" in head[0] and not head[0].endswith(":"):
-                inside = line.rstrip().endswith(name)
-            elif inside and head[0] == "Rss:":
-                total += int(head[1]) * 1024
-    return total
 
 
 class LiveFloats:

@@ -182,20 +182,6 @@ def test_a_killed_worker_leaves_the_parents_shared_data_intact(kinds):
     again.join(timeout=60)
 
 
-def _resident(t: torch.Tensor) -> int:
-    """Bytes of `t`'s file mapping resident in this process (its Rss in /proc/self/smaps)."""
-    ptr, inside = t.untyped_storage().data_ptr(), False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split(maxsplit=1)[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(a, 16) for a in head.split("-"))
-                inside = lo <= ptr < hi
-            elif inside and head == "Rss:":
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no mapping holds the tensor")
-
-
 def _stream_all(queue, splits) -> None:
     from tunectl import pixels
 
@@ -205,7 +191,7 @@ def _stream_all(queue, splits) -> None:
     for i in range(0, len(rows), 2):
         rows[i:i + 2]
     queue.put({"pages": rows.pages is not None, "same": rows.pages is splits[0].x_dev.pages,
-               "resident": _resident(rows.base), "read": rows.nbytes})
+               "resident": conftest.mapped(), "read": rows.nbytes})  # the cache file's pages this worker holds
 
 
 def test_a_streaming_worker_gives_the_files_pages_back_as_it_reads(tmp_path, write_image_folder):
