@@ -288,9 +288,9 @@ def leaderboard(console: Console, summary: dict[str, Any], importances: dict[str
     # too narrow for that, the two-word headers take two lines first (rich would fold a value)
     widths = [max(len(h), *(len(row[c]) for row in rows)) for c, h in enumerate(heads[:-1])]
     longest = max(len(item) for row in rows for item in row[-1].split(" "))
-    if sum(widths) + longest + 3 * len(heads) + 1 > console.width:
+    narrow = sum(widths) + longest + 3 * len(heads) + 1 > console.width
+    if narrow:
         heads = [h.replace(" ", "\n") for h in heads]
-    narrow = "\n" in "".join(heads)
     for c, h in enumerate(heads[:-1]):
         # narrow: an error ± its standard error takes two lines ("0.0149 ±" over "0.0064"), and its column
         # only that width (rich keeps such a column as wide as its one-line cells, and then cuts the table)

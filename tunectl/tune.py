@@ -119,9 +119,9 @@ def grid(space: Space) -> dict[str, list[Any]]:
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "hyperband":
-        # from 3 epochs (a hopeless trial costs three) to the space's
-        # epochs, reduction factor 3 (Optuna's default; rungs at 3, 9, 27 epochs). Why 3 and not 1: one epoch
-        # is too little to tell a slow starter (a low lr, much dropout) from a hopeless trial. In
+        # from 3 epochs (a hopeless trial costs three) to the space's epochs, reduction factor 3 (Optuna's
+        # default; rungs at 3, 9, 27 epochs). Why 3 and not 1: one epoch is too little to tell a slow
+        # starter (a low lr, much dropout) from a hopeless trial. In
         # bench/search_efficiency.py on MNIST (5 seeds) the default matched random search's best at 400
         # epochs in a median of 102 epochs with 3 against 162 with 1 (faster in both seeds where they
         # differed, never slower), and `make tune`'s 30 trials finished 15 whole trials against 11 (more
