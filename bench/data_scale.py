@@ -61,28 +61,26 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTH
 # ----------------------------------------------------------------------------- measuring memory
 
 
-def pss(pid: int) -> int:
-    """Proportional set size in bytes (a shared page counts 1/k in each of the k processes mapping it)."""
+def _kib(path: str, field: str) -> int:
+    """A /proc file's `field:` line (a number of kB), in bytes; 0 for a process that is gone."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
     return 0
+
+
+def pss(pid: int) -> int:
+    """Proportional set size in bytes (a shared page counts 1/k in each of the k processes mapping it)."""
+    return _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def rss(pid: int) -> int:
     """Resident set size in bytes (VmRSS: every page mapped, shared or not)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
+    return _kib(f"/proc/{pid}/status", "VmRSS:")
 
 
 class Sampler:
